@@ -1,0 +1,1 @@
+"""BrainMass on Hugging Face transformers."""
