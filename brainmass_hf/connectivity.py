@@ -1,0 +1,252 @@
+"""Functional connectivity (FC) and pseudo functional connectivity (pFC), batched in torch.
+
+Every function here works on a padded batch of ROI time series ``time_series`` of shape
+``(batch_size, num_timepoints, num_rois)`` with an optional boolean ``time_mask`` of shape
+``(batch_size, num_timepoints)`` (``True`` = a valid time point), so scans of different lengths share one
+batch and one kernel launch. A single scan ``(num_timepoints, num_rois)`` is accepted too and gives a single
+``(num_rois, num_rois)`` matrix.
+
+FC kinds
+--------
+* ``"pearson"``: the plain empirical correlation of the valid time points.
+* ``"ledoit_wolf"``: what the BrainMass authors used, ``nilearn.connectome.ConnectivityMeasure(kind="correlation")``
+  with its defaults: each ROI z-scored over time (``ddof=1``), covariance by Ledoit-Wolf shrinkage (as
+  ``sklearn.covariance.LedoitWolf``), then converted to a correlation (unit diagonal). For standardised
+  signals this is the Pearson matrix with its off-diagonal scaled by ``1 - shrinkage``.
+
+Constant ROIs (standard deviation below ``1e-8`` over the valid time points) get zero correlation with every
+other ROI and 1 on the diagonal, as nilearn gives; they are never NaN. :func:`count_constant_rois` counts them.
+
+pFC (BrainMass, Yang et al., IEEE TMI 2024): drop a random, non-contiguous ``int(drop_ratio * T)`` of a
+scan's ``T`` valid time points and compute FC on the rest (``mask_way="drop"``, the paper's choice), or keep a
+random contiguous crop of ``crop_length`` points (``mask_way="crop"``, the authors' ``random`` option).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "FC_KINDS",
+    "PFC_MASK_WAYS",
+    "pad_time_series",
+    "count_constant_rois",
+    "functional_connectivity",
+    "pseudo_fc_time_mask",
+    "pseudo_functional_connectivity",
+    "fc_upper_triangle",
+    "num_timepoints_after_drop",
+]
+
+FC_KINDS = ("pearson", "ledoit_wolf")
+PFC_MASK_WAYS = ("drop", "crop")
+_CONSTANT_STD = 1e-8
+
+
+def _as_batch(time_series, time_mask):
+    """Returns ``(x [B, T, R] float, mask [B, T] bool, squeeze)`` from tensors or arrays."""
+    x = torch.as_tensor(time_series)
+    if not torch.is_floating_point(x):
+        x = x.float()
+    squeeze = x.dim() == 2
+    if squeeze:
+        x = x.unsqueeze(0)
+    if x.dim() != 3:
+        raise ValueError(
+            f"time_series must have shape (batch_size, num_timepoints, num_rois) or (num_timepoints, num_rois); "
+            f"got shape {tuple(x.shape)}."
+        )
+    if time_mask is None:
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    else:
+        mask = torch.as_tensor(time_mask, device=x.device).bool()
+        if squeeze and mask.dim() == 1:
+            mask = mask.unsqueeze(0)
+        if mask.shape != x.shape[:2]:
+            raise ValueError(
+                f"time_mask has shape {tuple(mask.shape)} but time_series has (batch, time) = {tuple(x.shape[:2])}."
+            )
+    return x, mask, squeeze
+
+
+def pad_time_series(
+    time_series: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacks scans of different lengths into one padded batch.
+
+    Args:
+        time_series: ``N`` arrays of shape ``(T_i, R)`` (time × ROI), the same ``R`` for all.
+    Returns:
+        ``(padded, time_mask)``: ``padded`` of shape ``(N, max_i T_i, R)`` with zeros after each scan's end, and
+        the boolean ``time_mask`` of shape ``(N, max_i T_i)``.
+    """
+    if len(time_series) == 0:
+        raise ValueError("pad_time_series got no scans.")
+    arrays = [torch.as_tensor(np.asarray(ts) if not isinstance(ts, torch.Tensor) else ts) for ts in time_series]
+    num_rois = {a.shape[-1] for a in arrays}
+    if any(a.dim() != 2 for a in arrays) or len(num_rois) != 1:
+        shapes = sorted({tuple(a.shape) for a in arrays})[:5]
+        raise ValueError(f"All scans must be 2-D (time × ROI) with the same number of ROIs; got shapes {shapes}.")
+    lengths = torch.tensor([a.shape[0] for a in arrays])
+    padded = torch.zeros(len(arrays), int(lengths.max()), num_rois.pop(), dtype=dtype)
+    for i, a in enumerate(arrays):
+        padded[i, : a.shape[0]] = a.to(dtype)
+    time_mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+    return padded, time_mask
+
+
+def _centered(x: torch.Tensor, mask: torch.Tensor):
+    """Masked centring. Returns ``(xc [B,T,R] zero at invalid points, n [B] valid counts)``."""
+    w = mask.to(x.dtype).unsqueeze(-1)
+    n = w.sum(dim=1)  # [B, 1]
+    mean = (x * w).sum(dim=1, keepdim=True) / n.clamp_min(1).unsqueeze(1)
+    return (x - mean) * w, n.squeeze(-1)
+
+
+def count_constant_rois(time_series, time_mask=None) -> torch.Tensor:
+    """Number of ROIs whose signal is constant over the valid time points, per scan: ``(batch_size,)`` long."""
+    x, mask, squeeze = _as_batch(time_series, time_mask)
+    xc, n = _centered(x, mask)
+    std = (xc.pow(2).sum(dim=1) / n.clamp_min(1).unsqueeze(-1)).sqrt()
+    counts = (std < _CONSTANT_STD).sum(dim=-1)
+    return counts[0] if squeeze else counts
+
+
+def _ledoit_wolf_shrinkage(xs: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Ledoit-Wolf shrinkage coefficient per scan, as ``sklearn.covariance.ledoit_wolf_shrinkage``.
+
+    ``xs`` is the centred (and here standardised) batch, zero at invalid points; ``n`` the valid counts.
+    Returns ``(batch_size,)`` in ``[0, 1]``.
+    """
+    num_rois = xs.shape[-1]
+    n = n.to(xs.dtype)
+    x2 = xs.pow(2)
+    emp_cov_trace = x2.sum(dim=1) / n[:, None]  # [B, R]
+    mu = emp_cov_trace.sum(dim=-1) / num_rois  # [B]
+    beta_ = (x2.transpose(1, 2) @ x2).sum(dim=(1, 2))
+    delta_ = (xs.transpose(1, 2) @ xs).pow(2).sum(dim=(1, 2)) / n.pow(2)
+    beta = (beta_ / n - delta_) / (num_rois * n)
+    delta = (delta_ - 2.0 * mu * emp_cov_trace.sum(dim=-1) + num_rois * mu.pow(2)) / num_rois
+    beta = torch.minimum(beta, delta)
+    return torch.where(beta == 0, torch.zeros_like(beta), beta / delta.clamp_min(torch.finfo(xs.dtype).tiny))
+
+
+def functional_connectivity(
+    time_series,
+    time_mask=None,
+    kind: str = "pearson",
+    fisher_z: bool = False,
+) -> torch.Tensor:
+    """FC matrices of a padded batch of ROI time series.
+
+    Args:
+        time_series: ``(batch_size, num_timepoints, num_rois)`` or ``(num_timepoints, num_rois)``, tensor or array.
+        time_mask: optional bool ``(batch_size, num_timepoints)``; ``True`` marks valid time points. Default: all.
+        kind: ``"pearson"`` or ``"ledoit_wolf"`` (nilearn's ``ConnectivityMeasure(kind="correlation")`` default).
+        fisher_z: apply ``arctanh`` to the off-diagonal (clamped to ±(1 − 1e-6)); the diagonal is then 0.
+    Returns:
+        ``(batch_size, num_rois, num_rois)`` (or ``(num_rois, num_rois)``), symmetric, in the input's float dtype.
+    """
+    if kind not in FC_KINDS:
+        raise ValueError(f"Unknown FC kind {kind!r}; choose one of {FC_KINDS}.")
+    x, mask, squeeze = _as_batch(time_series, time_mask)
+    xc, n = _centered(x, mask)
+    if bool((n < 2).any()):
+        bad = torch.nonzero(n < 2).flatten().tolist()
+        raise ValueError(f"FC needs at least 2 valid time points per scan; scans at batch positions {bad} have fewer.")
+    # z-score each ROI (ddof=1, as nilearn's "zscore_sample"); constant ROIs become all-zero columns.
+    std = (xc.pow(2).sum(dim=1) / (n - 1).unsqueeze(-1)).sqrt()  # [B, R]
+    constant = std < _CONSTANT_STD
+    xs = xc / torch.where(constant, torch.ones_like(std), std).unsqueeze(1)
+    xs = xs.masked_fill(constant.unsqueeze(1), 0.0)
+    cov = xs.transpose(1, 2) @ xs / n.to(x.dtype)[:, None, None]  # diag (n-1)/n for non-constant ROIs
+    diag = torch.diagonal(cov, dim1=1, dim2=2)
+    if kind == "ledoit_wolf":
+        shrinkage = _ledoit_wolf_shrinkage(xs, n)[:, None]
+        mu = diag.sum(dim=-1, keepdim=True) / x.shape[-1]
+        cov = cov * (1.0 - shrinkage)[..., None]
+        diag = diag * (1.0 - shrinkage) + shrinkage * mu
+    scale = diag.clamp_min(torch.finfo(x.dtype).tiny).rsqrt()
+    fc = cov * scale.unsqueeze(-1) * scale.unsqueeze(-2)
+    fc = fc.clamp(-1.0, 1.0)
+    eye = torch.eye(x.shape[-1], dtype=torch.bool, device=x.device)
+    fc = fc.masked_fill(eye, 1.0)
+    if fisher_z:
+        fc = torch.atanh(fc.clamp(-1 + 1e-6, 1 - 1e-6)).masked_fill(eye, 0.0)
+    return fc[0] if squeeze else fc
+
+
+def num_timepoints_after_drop(num_timepoints: int, drop_ratio: float) -> int:
+    """How many of ``num_timepoints`` valid points a pFC view keeps: ``T - int(drop_ratio * T)``."""
+    return int(num_timepoints) - int(drop_ratio * int(num_timepoints))
+
+
+def pseudo_fc_time_mask(
+    time_mask: torch.Tensor,
+    drop_ratio: float = 0.2,
+    mask_way: str = "drop",
+    crop_length: int = 30,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The time points a pFC view keeps, drawn independently per scan.
+
+    Args:
+        time_mask: bool ``(batch_size, num_timepoints)``, the valid points of each scan.
+        drop_ratio: ``mask_way="drop"``: drop ``int(drop_ratio * T_valid)`` valid points, uniformly without
+            replacement (not contiguous).
+        mask_way: ``"drop"`` or ``"crop"`` (a random contiguous window of ``crop_length`` valid points; scans
+            shorter than that keep all their points).
+        generator: a ``torch.Generator`` on ``time_mask``'s device, for reproducible views.
+    Returns:
+        bool ``(batch_size, num_timepoints)``, a subset of ``time_mask``.
+    """
+    if mask_way not in PFC_MASK_WAYS:
+        raise ValueError(f"Unknown pFC mask_way {mask_way!r}; choose one of {PFC_MASK_WAYS}.")
+    if not 0.0 <= drop_ratio < 1.0:
+        raise ValueError(f"drop_ratio must be in [0, 1); got {drop_ratio}.")
+    time_mask = time_mask.bool()
+    lengths = time_mask.sum(dim=1)
+    if mask_way == "drop":
+        num_drop = (lengths.double() * drop_ratio).floor().long()  # int(ratio * T) as the authors
+        scores = torch.rand(time_mask.shape, generator=generator, device=time_mask.device)
+        scores = scores.masked_fill(~time_mask, 2.0)  # invalid points sort last and are never "dropped"
+        ranks = scores.argsort(dim=1).argsort(dim=1)
+        return time_mask & (ranks >= num_drop[:, None])
+    # crop: valid points are a prefix of each row after padding, so a window on the valid index suffices
+    window = torch.minimum(lengths, torch.full_like(lengths, crop_length))
+    max_start = (lengths - window).double()
+    start = (torch.rand(lengths.shape, generator=generator, device=time_mask.device).double() * (max_start + 1)).floor()
+    start = start.long().clamp_max((lengths - window).clamp_min(0))
+    valid_index = time_mask.long().cumsum(dim=1) - 1
+    return time_mask & (valid_index >= start[:, None]) & (valid_index < (start + window)[:, None])
+
+
+def pseudo_functional_connectivity(
+    time_series,
+    time_mask=None,
+    drop_ratio: float = 0.2,
+    kind: str = "pearson",
+    mask_way: str = "drop",
+    crop_length: int = 30,
+    fisher_z: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One pFC view per scan: FC of the time points that :func:`pseudo_fc_time_mask` keeps.
+
+    Shapes as :func:`functional_connectivity`: ``(batch_size, num_timepoints, num_rois)`` in,
+    ``(batch_size, num_rois, num_rois)`` out. Call twice for two independent views.
+    """
+    x, mask, squeeze = _as_batch(time_series, time_mask)
+    kept = pseudo_fc_time_mask(mask, drop_ratio, mask_way, crop_length, generator)
+    fc = functional_connectivity(x, kept, kind=kind, fisher_z=fisher_z)
+    return fc[0] if squeeze else fc
+
+
+def fc_upper_triangle(fc) -> torch.Tensor:
+    """The strict upper triangle of FC matrices ``(batch_size, R, R)`` → ``(batch_size, R * (R - 1) / 2)``."""
+    fc = torch.as_tensor(fc)
+    rows, cols = torch.triu_indices(fc.shape[-1], fc.shape[-1], offset=1, device=fc.device)
+    return fc[..., rows, cols]
