@@ -8,8 +8,6 @@ from transformers import PreTrainedConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS"]
-
 # Paper presets (BrainMass, IEEE TMI 2024, Table I) for R = 100 ROIs: layers, heads, feed-forward size.
 BRAINMASS_PRESETS: dict[str, dict] = {
     "small": dict(num_hidden_layers=8, num_attention_heads=5, intermediate_size=1024),
@@ -24,6 +22,14 @@ BRAINMASS_PRESETS: dict[str, dict] = {
         projection_size=128,
         predictor_hidden_size=256,
     ),
+}
+
+
+_AUTO_MAP = {
+    "AutoConfig": "configuration_brainmass.BrainMassConfig",
+    "AutoModel": "modeling_brainmass.BrainMassModel",
+    "AutoModelForPreTraining": "modeling_brainmass.BrainMassForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_brainmass.BrainMassForConnectomeClassification",
 }
 
 
@@ -126,6 +132,8 @@ class BrainMassConfig(PreTrainedConfig):
             self.masked_roi_head_hidden_size = self.intermediate_size
         self.classifier_hidden_sizes = [int(s) for s in self.classifier_hidden_sizes]
         super().__post_init__(**kwargs)
+        # every Auto class, so a folder saved by any one model class loads as any other with trust_remote_code
+        self.auto_map = {**_AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
         self._check()
 
     def _check(self):

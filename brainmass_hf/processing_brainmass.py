@@ -1,0 +1,157 @@
+"""Time series → model input, saved beside the weights (``preprocessor_config.json``).
+
+:class:`BrainMassFeatureExtractor` holds the preprocessing a checkpoint depends on (atlas, ROI count, FC kind,
+pFC drop ratio) so a user's scans are turned into FC exactly as in pretraining. The FC maths lives in
+:mod:`brainmass_hf.connectivity`; this class validates and batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import BatchFeature
+from transformers.feature_extraction_utils import FeatureExtractionMixin
+
+from .configuration_brainmass import BrainMassConfig
+from .connectivity import (
+    FC_KINDS,
+    functional_connectivity,
+    num_timepoints_after_drop,
+    pad_time_series,
+    pseudo_functional_connectivity,
+)
+
+__all__ = ["BrainMassFeatureExtractor", "VIEWS"]
+
+VIEWS = ("full", "pfc", "time_series")
+
+
+class BrainMassFeatureExtractor(FeatureExtractionMixin):
+    r"""Turns ROI time series into BrainMass inputs.
+
+    Args:
+        num_rois (`int`, defaults to 100): ROIs of the atlas; every scan must have this many columns.
+        fc_kind (`str`, defaults to ``"ledoit_wolf"``), fisher_z (`bool`, defaults to `False`): FC settings.
+        pfc_drop_ratio (`float`, defaults to 0.2), pfc_mask_way (``"drop"``), pfc_crop_length (30): pFC views.
+        min_timepoints (`int`, defaults to 10): fewest time points a view may keep.
+        atlas_name (`str`, *optional*), roi_names (`list[str]`, *optional*): the parcellation.
+
+    Example:
+
+    ```python
+    >>> fe = BrainMassFeatureExtractor.from_config(model.config)
+    >>> batch = fe([scan_a, scan_b], view="full")   # scans: (T_i, R) arrays
+    >>> model(**batch).pooler_output.shape          # (2, 8 * R)
+    ```
+    """
+
+    model_input_names = ["connectivity"]
+
+    def __init__(
+        self,
+        num_rois: int = 100,
+        fc_kind: str = "ledoit_wolf",
+        fisher_z: bool = False,
+        pfc_drop_ratio: float = 0.2,
+        pfc_mask_way: str = "drop",
+        pfc_crop_length: int = 30,
+        min_timepoints: int = 10,
+        atlas_name: str | None = None,
+        roi_names: list[str] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if fc_kind not in FC_KINDS:
+            raise ValueError(f"fc_kind must be one of {FC_KINDS}; got {fc_kind!r}.")
+        self.num_rois = int(num_rois)
+        self.fc_kind = fc_kind
+        self.fisher_z = bool(fisher_z)
+        self.pfc_drop_ratio = float(pfc_drop_ratio)
+        self.pfc_mask_way = pfc_mask_way
+        self.pfc_crop_length = int(pfc_crop_length)
+        self.min_timepoints = int(min_timepoints)
+        self.atlas_name = atlas_name
+        self.roi_names = list(roi_names) if roi_names is not None else None
+
+    @classmethod
+    def from_config(cls, config: BrainMassConfig) -> "BrainMassFeatureExtractor":
+        """The feature extractor that matches a model config."""
+        return cls(
+            num_rois=config.num_rois,
+            fc_kind=config.fc_kind,
+            fisher_z=config.fisher_z,
+            pfc_drop_ratio=config.pfc_drop_ratio,
+            pfc_mask_way=config.pfc_mask_way,
+            pfc_crop_length=config.pfc_crop_length,
+            min_timepoints=config.min_timepoints,
+            atlas_name=config.atlas_name,
+            roi_names=config.roi_names,
+        )
+
+    def validate(self, time_series: Sequence[np.ndarray], subject_ids: Sequence[str] | None = None, drop: bool = True):
+        """Checks scans before any computation; raises one ``ValueError`` naming the scans and the fix.
+
+        ``drop``: the scans must keep ``min_timepoints`` after the pFC drop (pretraining / training views).
+        """
+        from .data import validate_time_series
+
+        needed = self.min_timepoints
+        if drop and self.pfc_mask_way == "drop":
+            # the shortest T whose pFC view still keeps min_timepoints points
+            while num_timepoints_after_drop(needed, self.pfc_drop_ratio) < self.min_timepoints:
+                needed += 1
+        ids = list(subject_ids) if subject_ids is not None else [f"scan #{i}" for i in range(len(time_series))]
+        validate_time_series(list(time_series), ids, num_rois=self.num_rois, min_timepoints=needed)
+
+    def __call__(
+        self,
+        time_series,
+        view: str = "full",
+        subject_ids: Sequence[str] | None = None,
+        generator: torch.Generator | None = None,
+        return_tensors: str | None = "pt",
+        validate: bool = True,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            time_series: one scan ``(T, R)``, a list of scans ``(T_i, R)`` (lengths may differ), or a padded
+                array ``(N, T, R)``.
+            view: ``"full"`` → ``connectivity`` ``(N, R, R)`` on all time points; ``"pfc"`` → one pFC view;
+                ``"time_series"`` → padded ``time_series`` ``(N, T_max, R)`` + ``time_mask`` ``(N, T_max)`` for the
+                model to compute FC on its device.
+            subject_ids: names used in error messages.
+            generator: ``torch.Generator`` for reproducible pFC views.
+        """
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}; got {view!r}.")
+        if isinstance(time_series, (np.ndarray, torch.Tensor)) and time_series.ndim == 2:
+            time_series = [time_series]
+        elif isinstance(time_series, (np.ndarray, torch.Tensor)) and time_series.ndim == 3:
+            time_series = list(time_series)
+        scans = [np.asarray(ts.cpu() if isinstance(ts, torch.Tensor) else ts, dtype=np.float32) for ts in time_series]
+        if validate:
+            self.validate(scans, subject_ids, drop=view != "full")
+        padded, time_mask = pad_time_series(scans)
+        if view == "time_series":
+            data = {"time_series": padded, "time_mask": time_mask}
+        elif view == "full":
+            data = {"connectivity": functional_connectivity(padded, time_mask, self.fc_kind, self.fisher_z)}
+        else:
+            data = {"connectivity": self.pseudo_fc(padded, time_mask, generator)}
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def pseudo_fc(self, padded: torch.Tensor, time_mask: torch.Tensor, generator=None) -> torch.Tensor:
+        """One pFC view ``(N, R, R)`` of a padded batch with this extractor's settings."""
+        return pseudo_functional_connectivity(
+            padded,
+            time_mask,
+            drop_ratio=self.pfc_drop_ratio,
+            kind=self.fc_kind,
+            mask_way=self.pfc_mask_way,
+            crop_length=self.pfc_crop_length,
+            fisher_z=self.fisher_z,
+            generator=generator,
+        )

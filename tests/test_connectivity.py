@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+from nilearn.connectome import ConnectivityMeasure
+from sklearn.covariance import EmpiricalCovariance
+
+from brainmass_hf.connectivity import (
+    count_constant_rois,
+    fc_upper_triangle,
+    functional_connectivity,
+    pad_time_series,
+    pseudo_fc_time_mask,
+    pseudo_functional_connectivity,
+)
+
+
+def test_ledoit_wolf_fc_equals_nilearn_default_on_real_scans(devfmri_scans):
+    scans = devfmri_scans[:10]
+    expected = ConnectivityMeasure(kind="correlation").fit_transform(scans)
+    ours = functional_connectivity(np.stack(scans), kind="ledoit_wolf").numpy()
+    assert np.abs(ours - expected).max() < 1e-5
+
+
+def test_ledoit_wolf_fc_equals_nilearn_on_raw_scale_419_parcel_scans():
+    from brainmass_hf.data import load_dataset_auto, time_series_list
+    from pathlib import Path
+
+    slice_dir = Path(__file__).parent / "data" / "stages_slice"
+    scans = time_series_list(load_dataset_auto(slice_dir))[:3]
+    assert scans[0].shape[1] == 419 and np.abs(scans[0].mean()) > 10  # raw scale, not demeaned
+    expected = ConnectivityMeasure(kind="correlation").fit_transform(scans)
+    ours = functional_connectivity(np.stack(scans), kind="ledoit_wolf").numpy()
+    assert np.abs(ours - expected).max() < 1e-5
+
+
+def test_pearson_fc_equals_empirical_correlation_on_real_scans(devfmri_scans):
+    scans = devfmri_scans[:5]
+    expected = ConnectivityMeasure(kind="correlation", cov_estimator=EmpiricalCovariance()).fit_transform(scans)
+    ours = functional_connectivity(np.stack(scans), kind="pearson").numpy()
+    assert np.abs(ours - expected).max() < 1e-5
+    assert np.abs(ours[0] - np.corrcoef(scans[0].T)).max() < 1e-5
+
+
+def test_padded_variable_length_batch_equals_per_scan_fc(devfmri_scans):
+    scans = [devfmri_scans[0][:77], devfmri_scans[1], devfmri_scans[2][:120]]
+    padded, mask = pad_time_series(scans)
+    assert padded.shape == (3, 168, 116) and mask.sum(1).tolist() == [77, 168, 120]
+    batch = functional_connectivity(padded, mask, kind="ledoit_wolf")
+    for i, scan in enumerate(scans):
+        single = functional_connectivity(scan, kind="ledoit_wolf")
+        assert torch.allclose(batch[i], single, atol=1e-5)
+
+
+def test_constant_roi_gives_zero_correlations_not_nan_and_is_counted(devfmri_scans):
+    scan = devfmri_scans[0].copy()
+    scan[:, 7] = 3.0
+    for kind in ("pearson", "ledoit_wolf"):
+        fc = functional_connectivity(scan, kind=kind)
+        assert torch.isfinite(fc).all()
+        assert fc[7, torch.arange(116) != 7].abs().max() == 0
+        assert fc[7, 7] == 1
+    expected = ConnectivityMeasure(kind="correlation").fit_transform([scan])[0]
+    assert np.abs(functional_connectivity(scan, kind="ledoit_wolf").numpy() - expected).max() < 1e-5
+    assert int(count_constant_rois(scan)) == 1
+
+
+def test_fisher_z_is_arctanh_of_the_off_diagonal(devfmri_scans):
+    r = functional_connectivity(devfmri_scans[0])
+    z = functional_connectivity(devfmri_scans[0], fisher_z=True)
+    off = ~torch.eye(116, dtype=torch.bool)
+    assert torch.allclose(z[off], torch.atanh(r[off]), atol=1e-4)
+    assert (torch.diagonal(z) == 0).all()
+
+
+def test_pfc_drops_exactly_int_ratio_of_valid_points_per_scan():
+    lengths = torch.tensor([77, 168, 1200, 100])
+    mask = torch.arange(1200)[None] < lengths[:, None]
+    kept = pseudo_fc_time_mask(mask, drop_ratio=0.2)
+    assert (kept & ~mask).sum() == 0  # never keeps padding
+    assert kept.sum(1).tolist() == [77 - int(0.2 * 77), 168 - 33, 1200 - 240, 100 - 20]
+
+
+def test_pfc_dropped_points_are_spread_not_one_block():
+    mask = torch.ones(50, 168, dtype=torch.bool)
+    kept = pseudo_fc_time_mask(mask, drop_ratio=0.2, generator=torch.Generator().manual_seed(0))
+    dropped = ~kept
+    # a contiguous block of 33 points has exactly one start; random drops have many
+    starts = (dropped[:, 1:] & ~dropped[:, :-1]).sum(1) + dropped[:, 0].long()
+    assert (starts > 5).all()
+
+
+def test_two_pfc_views_differ_and_differ_from_full_fc(devfmri_scans):
+    x = torch.tensor(np.stack(devfmri_scans[:4]))
+    v1 = pseudo_functional_connectivity(x)
+    v2 = pseudo_functional_connectivity(x)
+    full = functional_connectivity(x)
+    assert (v1 - v2).abs().amax(dim=(1, 2)).min() > 1e-3
+    assert (v1 - full).abs().amax(dim=(1, 2)).min() > 1e-3
+
+
+def test_pfc_is_reproducible_with_a_generator(devfmri_scans):
+    x = torch.tensor(np.stack(devfmri_scans[:2]))
+    a = pseudo_functional_connectivity(x, generator=torch.Generator().manual_seed(3))
+    b = pseudo_functional_connectivity(x, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_crop_keeps_one_contiguous_window_of_crop_length():
+    lengths = torch.tensor([168, 20])
+    mask = torch.arange(168)[None] < lengths[:, None]
+    kept = pseudo_fc_time_mask(mask, mask_way="crop", crop_length=30)
+    assert kept.sum(1).tolist() == [30, 20]
+    idx = kept[0].nonzero().flatten()
+    assert (idx[1:] - idx[:-1] == 1).all()
+
+
+def test_fc_with_fewer_than_two_points_is_an_error():
+    with pytest.raises(ValueError, match="at least 2 valid time points"):
+        functional_connectivity(torch.randn(1, 5), kind="pearson")
+
+
+def test_unknown_fc_kind_is_an_error():
+    with pytest.raises(ValueError, match="Unknown FC kind"):
+        functional_connectivity(torch.randn(20, 5), kind="tangent")
+
+
+def test_upper_triangle_has_r_choose_2_entries():
+    fc = functional_connectivity(torch.randn(2, 30, 6))
+    tri = fc_upper_triangle(fc)
+    assert tri.shape == (2, 15)
+    assert tri[0, 0] == fc[0, 0, 1]
