@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .configuration_brainmass import BrainMassConfig
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
@@ -180,6 +180,7 @@ def pretrain(
     if model is None:
         if config is None:
             raise ValueError("pretrain needs a config or a model.")
+        set_seed(args.seed)  # the initial weights follow args.seed, as with Trainer(model_init=...)
         model = BrainMassForPreTraining(config)
     feature_extractor = BrainMassFeatureExtractor.from_config(model.config)
     if len(dataset) < 2:
@@ -262,6 +263,7 @@ def finetune(
         label_kwargs.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     if problem_type:
         label_kwargs["problem_type"] = problem_type
+    set_seed(seed)  # the new head's initial weights follow the seed
     if isinstance(model_name_or_path, BrainMassConfig):
         model = BrainMassForConnectomeClassification(BrainMassConfig(**{**model_name_or_path.to_dict(), **label_kwargs}))
     elif isinstance(model_name_or_path, torch.nn.Module):
