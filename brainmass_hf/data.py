@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import re
 import sys
 import warnings
@@ -54,6 +55,7 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "resolve_dataset",
     "BrainMassDataError",
     "BrainMassDataWarning",
     "bundled_roi_names",
@@ -1252,3 +1254,18 @@ def extract_time_series(
             output_dir / "rois.csv", index=False
         )
     return outputs
+
+
+def resolve_dataset(dataset: Any) -> Any:
+    """A `datasets.Dataset` as is; `"devfmri"` → the bundled cohort; a `save_to_disk` folder →
+    `load_from_disk`; any other path → `brainmass_hf.data.load_dataset_auto` (npz bundle or folder)."""
+    if not isinstance(dataset, (str, os.PathLike)):
+        return dataset
+    if str(dataset) == "devfmri":
+        return load_devfmri()
+    path = Path(dataset)
+    if (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
+        from datasets import load_from_disk
+
+        return load_from_disk(str(path))
+    return load_dataset_auto(path)

@@ -38,7 +38,7 @@ class DemoSettings:
     data: str = "devfmri"
     output_dir: str = "brainmass_demo_report"
     preset: str = "tiny"
-    epochs: int = 20
+    epochs: int = 12
     batch_size: int = 32
     learning_rate: float = 3e-4
     warmup_epochs: int = 3

@@ -20,6 +20,7 @@ import torch
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .configuration_brainmass import BrainMassConfig
+from .data import resolve_dataset
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
 from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining
 from .processing_brainmass import BrainMassFeatureExtractor
@@ -33,7 +34,6 @@ __all__ = [
     "BrainMassPretrainingTrainer",
     "pretrain",
     "finetune",
-    "resolve_dataset",
     "pretrain_main",
     "finetune_main",
     "LOSS_PARTS",
@@ -138,15 +138,6 @@ class BrainMassPretrainingTrainer(Trainer):
             )
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
-
-
-def resolve_dataset(data: str):
-    """``"devfmri"`` → the bundled CC0 cohort; anything else → :func:`brainmass_hf.data.load_dataset_auto`."""
-    from . import data as data_module
-
-    if data == "devfmri":
-        return data_module.load_devfmri()
-    return data_module.load_dataset_auto(data)
 
 
 def _numpy_rows(dataset):

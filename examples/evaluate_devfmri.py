@@ -1,0 +1,17 @@
+"""The paper's protocol (and friends) on the bundled cohort, with raw-FC and random-init baselines.
+
+    python examples/evaluate_devfmri.py --encoder runs/devfmri_tiny/encoder --out runs/devfmri_eval
+"""
+
+import argparse
+
+from brainmass_hf.evaluation import evaluate
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--encoder", required=True)
+parser.add_argument("--protocols", default="paper,linear_probe,few_shot")
+parser.add_argument("--out", default="runs/devfmri_eval")
+a = parser.parse_args()
+
+report = evaluate(a.encoder, "devfmri", protocols=a.protocols, n_repeats=10, output_dir=a.out)
+print(report.to_markdown())
