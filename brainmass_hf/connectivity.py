@@ -37,6 +37,7 @@ __all__ = [
     "functional_connectivity",
     "pseudo_fc_time_mask",
     "pseudo_functional_connectivity",
+    "connectivity_view",
     "fc_upper_triangle",
     "num_timepoints_after_drop",
 ]
@@ -243,6 +244,24 @@ def pseudo_functional_connectivity(
     kept = pseudo_fc_time_mask(mask, drop_ratio, mask_way, crop_length, generator)
     fc = functional_connectivity(x, kept, kind=kind, fisher_z=fisher_z)
     return fc[0] if squeeze else fc
+
+
+def connectivity_view(time_series, time_mask=None, *, settings, pfc: bool, generator=None) -> torch.Tensor:
+    """Full FC (``pfc=False``) or one pFC view (``pfc=True``) with the preprocessing of ``settings``: anything with
+    ``fc_kind``, ``fisher_z``, ``pfc_drop_ratio``, ``pfc_mask_way`` and ``pfc_crop_length`` (a ``BrainMassConfig``
+    or a ``BrainMassFeatureExtractor``), so a checkpoint's FC is computed one way everywhere."""
+    if not pfc:
+        return functional_connectivity(time_series, time_mask, kind=settings.fc_kind, fisher_z=settings.fisher_z)
+    return pseudo_functional_connectivity(
+        time_series,
+        time_mask,
+        drop_ratio=settings.pfc_drop_ratio,
+        kind=settings.fc_kind,
+        mask_way=settings.pfc_mask_way,
+        crop_length=settings.pfc_crop_length,
+        fisher_z=settings.fisher_z,
+        generator=generator,
+    )
 
 
 def fc_upper_triangle(fc) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .configuration_brainmass import BrainMassConfig
-from .connectivity import functional_connectivity, pseudo_functional_connectivity
+from .connectivity import connectivity_view
 from .modeling_brainmass import BrainMassForPreTraining
 from .training import BrainMassPretrainingArguments, pretrain
 
@@ -79,14 +79,7 @@ def _plot_fc_example(scan: np.ndarray, config: BrainMassConfig, subject: str, pa
 
     x = torch.as_tensor(scan)[None]
     generator = torch.Generator().manual_seed(seed)
-    mats = [functional_connectivity(x, kind=config.fc_kind)[0]]
-    for _ in range(2):
-        mats.append(
-            pseudo_functional_connectivity(
-                x, drop_ratio=config.pfc_drop_ratio, kind=config.fc_kind, mask_way=config.pfc_mask_way,
-                crop_length=config.pfc_crop_length, generator=generator,
-            )[0]
-        )
+    mats = [connectivity_view(x, settings=config, pfc=view > 0, generator=generator)[0] for view in range(3)]
     titles = ["full FC", "pFC view 1", "pFC view 2"]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     for ax, mat, title in zip(axes, mats, titles):

@@ -29,7 +29,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_brainmass import BrainMassConfig
-from .connectivity import functional_connectivity, pseudo_functional_connectivity
+from .connectivity import connectivity_view
 
 __all__ = [
     "BrainMassPreTrainingOutput",
@@ -318,20 +318,7 @@ class BrainMassPreTrainedModel(PreTrainedModel):
         if time_mask is not None:
             time_mask = time_mask.to(self.device)
         _check_time_series(time_series, time_mask, self.config, drop=pfc)
-        cfg = self.config
-        if pfc:
-            fc = pseudo_functional_connectivity(
-                time_series,
-                time_mask,
-                drop_ratio=cfg.pfc_drop_ratio,
-                kind=cfg.fc_kind,
-                mask_way=cfg.pfc_mask_way,
-                crop_length=cfg.pfc_crop_length,
-                fisher_z=cfg.fisher_z,
-                generator=generator,
-            )
-        else:
-            fc = functional_connectivity(time_series, time_mask, kind=cfg.fc_kind, fisher_z=cfg.fisher_z)
+        fc = connectivity_view(time_series, time_mask, settings=self.config, pfc=pfc, generator=generator)
         return fc.to(self.dtype)
 
 

@@ -7,6 +7,7 @@ pFC drop ratio) so a user's scans are turned into FC exactly as in pretraining. 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,13 +16,7 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .configuration_brainmass import BrainMassConfig
-from .connectivity import (
-    FC_KINDS,
-    functional_connectivity,
-    num_timepoints_after_drop,
-    pad_time_series,
-    pseudo_functional_connectivity,
-)
+from .connectivity import FC_KINDS, connectivity_view, num_timepoints_after_drop, pad_time_series
 
 __all__ = ["BrainMassFeatureExtractor", "VIEWS"]
 
@@ -95,7 +90,7 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
 
         ``drop``: the scans must keep ``min_timepoints`` after the pFC drop (pretraining / training views).
         """
-        from .data import validate_time_series
+        from .data import BrainMassDataWarning, validate_time_series
 
         needed = self.min_timepoints
         if drop and self.pfc_mask_way == "drop":
@@ -103,7 +98,10 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
             while num_timepoints_after_drop(needed, self.pfc_drop_ratio) < self.min_timepoints:
                 needed += 1
         ids = list(subject_ids) if subject_ids is not None else [f"scan #{i}" for i in range(len(time_series))]
-        validate_time_series(list(time_series), ids, num_rois=self.num_rois, min_timepoints=needed)
+        with warnings.catch_warnings():
+            # constant ROIs were reported when the data was loaded; repeating it for every batch is noise
+            warnings.simplefilter("ignore", BrainMassDataWarning)
+            validate_time_series(list(time_series), ids, num_rois=self.num_rois, min_timepoints=needed)
 
     def __call__(
         self,
@@ -138,20 +136,11 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
         if view == "time_series":
             data = {"time_series": padded, "time_mask": time_mask}
         elif view == "full":
-            data = {"connectivity": functional_connectivity(padded, time_mask, self.fc_kind, self.fisher_z)}
+            data = {"connectivity": connectivity_view(padded, time_mask, settings=self, pfc=False)}
         else:
             data = {"connectivity": self.pseudo_fc(padded, time_mask, generator)}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def pseudo_fc(self, padded: torch.Tensor, time_mask: torch.Tensor, generator=None) -> torch.Tensor:
         """One pFC view ``(N, R, R)`` of a padded batch with this extractor's settings."""
-        return pseudo_functional_connectivity(
-            padded,
-            time_mask,
-            drop_ratio=self.pfc_drop_ratio,
-            kind=self.fc_kind,
-            mask_way=self.pfc_mask_way,
-            crop_length=self.pfc_crop_length,
-            fisher_z=self.fisher_z,
-            generator=generator,
-        )
+        return connectivity_view(padded, time_mask, settings=self, pfc=True, generator=generator)
