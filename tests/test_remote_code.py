@@ -24,9 +24,21 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path,
 
     script = textwrap.dedent(
         f"""
-        import sys, importlib.util
-        sys.path = [p for p in sys.path if p not in ("", {os.getcwd()!r}) and "brainmass" not in p]
-        assert importlib.util.find_spec("brainmass_hf") is None, "the package must not be importable here"
+        import sys
+        sys.path = [p for p in sys.path if p not in ("", {os.getcwd()!r})]
+
+        class NotInstalled:  # behave as a fresh environment even where the package is pip-installed
+            def find_spec(self, name, path=None, target=None):
+                if name == "brainmass_hf" or name.startswith("brainmass_hf."):
+                    raise ModuleNotFoundError(name)
+                return None
+
+        sys.meta_path.insert(0, NotInstalled())
+        try:
+            import brainmass_hf
+            raise AssertionError("the package must not be importable here")
+        except ModuleNotFoundError:
+            pass
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoFeatureExtractor
         folder = {str(folder)!r}
