@@ -428,6 +428,21 @@ def main(argv=None) -> list[dict]:
 
     results = []
     t_start = time.perf_counter()
+
+    def write_reports():  # after every configuration, so a run cut short by a time limit keeps what it measured
+        table = markdown_table(results, device)
+        if args.md:
+            Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.md).write_text(header(info, args) + "\n\n" + table + "\n")
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            payload = {"machine": info, "args": dict(vars(args)),
+                       "anchor": {f"{k[0]}/{k[1]}": v for k, v in ANCHOR.items()}, "anchor_device": ANCHOR_DEVICE,
+                       "gflops_per_scan": GFLOPS_PER_SCAN, "wall_s": round(time.perf_counter() - t_start, 1),
+                       "results": results}
+            Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        return table
+
     for preset in args.presets:
         for batch in args.batch_sizes or DEFAULT_BATCH_SIZES.get(preset, [64]):
             for inputs_kind in args.inputs_kinds:
@@ -439,18 +454,9 @@ def main(argv=None) -> list[dict]:
                            else r["status"])
                     print(f"[{time.perf_counter() - t_start:6.1f}s] {preset} b{batch} {precision} {inputs_kind}: "
                           f"{msg}", file=sys.stderr, flush=True)
-    table = markdown_table(results, device)
-    print(table)
+                    write_reports()
+    print(write_reports())
     print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(header(info, args) + "\n\n" + table + "\n")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        payload = {"machine": info, "args": {k: v for k, v in vars(args).items()},
-                   "anchor": {f"{k[0]}/{k[1]}": v for k, v in ANCHOR.items()}, "anchor_device": ANCHOR_DEVICE,
-                   "gflops_per_scan": GFLOPS_PER_SCAN, "results": results}
-        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return results
 
 
