@@ -249,7 +249,16 @@ def pseudo_functional_connectivity(
 def connectivity_view(time_series, time_mask=None, *, settings, pfc: bool, generator=None) -> torch.Tensor:
     """Full FC (``pfc=False``) or one pFC view (``pfc=True``) with the preprocessing of ``settings``: anything with
     ``fc_kind``, ``fisher_z``, ``pfc_drop_ratio``, ``pfc_mask_way`` and ``pfc_crop_length`` (a ``BrainMassConfig``
-    or a ``BrainMassFeatureExtractor``), so a checkpoint's FC is computed one way everywhere."""
+    or a ``BrainMassFeatureExtractor``), so a checkpoint's FC is computed one way everywhere.
+
+    Always computed in float32 with autocast off: under fp16 autocast the Ledoit-Wolf sums overflow, and under bf16
+    the FC would be off by ~2e-3 from nilearn's."""
+    x = torch.as_tensor(time_series)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _connectivity_view(x.float(), time_mask, settings, pfc, generator)
+
+
+def _connectivity_view(time_series, time_mask, settings, pfc, generator):
     if not pfc:
         return functional_connectivity(time_series, time_mask, kind=settings.fc_kind, fisher_z=settings.fisher_z)
     return pseudo_functional_connectivity(

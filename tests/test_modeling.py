@@ -263,3 +263,16 @@ def test_heads_that_do_not_divide_roi_count_are_one_clear_error():
     with pytest.raises(ValueError, match="does not divide num_rois=116"):
         bm.BrainMassConfig(num_rois=116, num_attention_heads=5)
     assert bm.BrainMassConfig.from_preset("small", num_rois=116).num_attention_heads == 4
+
+
+def test_fc_computed_in_the_model_ignores_autocast(devfmri_scans):
+    from brainmass_hf.connectivity import connectivity_view
+
+    config = tiny_config()
+    x = torch.tensor(np.stack(devfmri_scans[:2]))
+    expected = bm.functional_connectivity(x, kind="ledoit_wolf")
+    for dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast("cpu", dtype=dtype):
+            fc = connectivity_view(x, settings=config, pfc=False)
+        assert fc.dtype == torch.float32 and torch.isfinite(fc).all()
+        assert (fc - expected).abs().max() < 1e-6
