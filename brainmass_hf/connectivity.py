@@ -40,6 +40,8 @@ __all__ = [
     "connectivity_view",
     "fc_upper_triangle",
     "num_timepoints_after_drop",
+    "num_timepoints_kept",
+    "min_scan_length",
 ]
 
 FC_KINDS = ("pearson", "ledoit_wolf")
@@ -183,6 +185,34 @@ def functional_connectivity(
 def num_timepoints_after_drop(num_timepoints: int, drop_ratio: float) -> int:
     """How many of ``num_timepoints`` valid points a pFC view keeps: ``T - int(drop_ratio * T)``."""
     return int(num_timepoints) - int(drop_ratio * int(num_timepoints))
+
+
+def num_timepoints_kept(num_timepoints: int, settings) -> int:
+    """How many of a scan's ``num_timepoints`` valid points one pFC view keeps under ``settings`` (anything with
+    ``pfc_mask_way``, ``pfc_drop_ratio`` and ``pfc_crop_length``: a config or a feature extractor).
+
+    ``"drop"``: ``T - int(drop_ratio * T)``; ``"crop"``: ``min(T, crop_length)``. The one rule for view lengths."""
+    if settings.pfc_mask_way == "crop":
+        return min(int(num_timepoints), int(settings.pfc_crop_length))
+    return num_timepoints_after_drop(num_timepoints, settings.pfc_drop_ratio)
+
+
+def min_scan_length(settings, pfc: bool = True) -> int:
+    """The fewest valid time points a scan needs so that its view keeps ``settings.min_timepoints`` points:
+    for a pFC view (``pfc=True``) the shortest ``T`` with ``num_timepoints_kept(T) >= min_timepoints``; for the
+    full FC just ``min_timepoints``. Loaders, the feature extractor and pretraining all ask this one function."""
+    needed = int(settings.min_timepoints)
+    if not pfc:
+        return needed
+    if settings.pfc_mask_way == "crop" and int(settings.pfc_crop_length) < needed:
+        raise ValueError(
+            f"pfc_crop_length={settings.pfc_crop_length} is shorter than min_timepoints={needed}: no scan can give "
+            "a long enough pFC view; raise pfc_crop_length or lower min_timepoints."
+        )
+    length = needed
+    while num_timepoints_kept(length, settings) < needed:
+        length += 1
+    return length
 
 
 def pseudo_fc_time_mask(
