@@ -32,6 +32,7 @@ Timings on a shared machine are noisy; compare numbers from the same run or the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import gc
 import json
@@ -43,17 +44,23 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
-# Runs from a checkout without installing the package.
-_ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+# Runs from a checkout without installing the package; ``reference_step`` sits next to this file.
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+for _path in (_ROOT, _HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from brainmass_hf import BrainMassConfig, BrainMassForPreTraining  # noqa: E402
+from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassForPreTraining  # noqa: E402
 from brainmass_hf.connectivity import functional_connectivity, pseudo_fc_time_mask  # noqa: E402
+from brainmass_hf.data_collator import DataCollatorForPseudoFC  # noqa: E402
+from reference_step import ReferencePreTraining, reference_step  # noqa: E402
 
 # SPEC §6: official code, one NVIDIA H200, torch 2.11, FC inputs 100x100, AdamW, EMA.
 ANCHOR_DEVICE = "NVIDIA H200 (official code, torch 2.11)"
@@ -87,8 +94,14 @@ def _cpu_model() -> str:
     return name + (f" ({', '.join(extras)})" if extras else "")
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the CPU model (with its bf16 extensions)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+
+
 def machine_info(device: torch.device) -> dict:
     info = {
+        "device_name": device_name(device),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -186,6 +199,62 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+def train_step(model, step_model, optimizer, inputs: dict, device: torch.device, precision: str, scaler=None):
+    """One pretraining step of ours: forward (``step_model``, maybe compiled) under ``precision`` → backward →
+    optimizer step (through ``scaler`` for fp16) → ``model.update_target()`` (EMA). Returns the loss tensor."""
+    optimizer.zero_grad(set_to_none=True)
+    with _autocast(device, precision):
+        loss = step_model(**inputs).loss
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    model.update_target()
+    return loss
+
+
+def flops_per_scan(preset: str, num_rois: int) -> tuple[float, str]:
+    """Forward + backward FLOPs of one scan in one pretraining step, in GFLOP, and where the number comes from:
+    SPEC §6 for the paper presets at R = 100, else counted with ``torch.utils.flop_counter.FlopCounterMode``
+    (matrix products and attention only) on one step of a batch of 2 on the CPU."""
+    if num_rois == 100 and preset in GFLOPS_PER_SCAN:
+        return GFLOPS_PER_SCAN[preset], "SPEC §6"
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = BrainMassForPreTraining(BrainMassConfig.from_preset(preset, num_rois=num_rois)).train()
+    views = torch.eye(num_rois).expand(2, -1, -1).contiguous()
+    with FlopCounterMode(display=False) as counter:
+        model(connectivity_view1=views, connectivity_view2=views).loss.backward()
+    return counter.get_total_flops() / 2 / 1e9, "counted (FlopCounterMode)"
+
+
+def checkpointing_on(model) -> bool:
+    """Whether activation (gradient) checkpointing is on; transformers 5 renamed the property."""
+    if hasattr(type(model), "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(model.is_gradient_checkpointing)
+
+
+def build_model(preset: str, args, device: torch.device) -> BrainMassForPreTraining:
+    """Our pretraining model for ``preset`` with the command line's overrides, in train mode on ``device``."""
+    overrides = {"num_rois": args.num_rois}
+    if args.fc_kind:
+        overrides["fc_kind"] = args.fc_kind
+    config = BrainMassConfig.from_preset(preset, **overrides)
+    if args.attn_implementation:
+        config._attn_implementation = args.attn_implementation
+    model = BrainMassForPreTraining(config).to(device).train()
+    if args.gradient_checkpointing:  # recompute each layer in backward: memory for time (large at batch 256)
+        model.gradient_checkpointing_enable()
+        if not checkpointing_on(model):
+            raise RuntimeError("gradient_checkpointing_enable() did not switch checkpointing on for this model.")
+    return model
+
+
 def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, device: torch.device) -> dict:
     result = {"preset": preset, "batch_size": batch, "precision": precision, "inputs": inputs_kind,
               "steps": args.steps, "warmup": args.warmup, "compile": args.compile, "status": "ok"}
@@ -200,13 +269,9 @@ def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, 
         torch.cuda.reset_peak_memory_stats(device)
     try:
         torch.manual_seed(args.seed)
-        overrides = {"num_rois": args.num_rois}
-        if args.fc_kind:
-            overrides["fc_kind"] = args.fc_kind
-        config = BrainMassConfig.from_preset(preset, **overrides)
-        if args.attn_implementation:
-            config._attn_implementation = args.attn_implementation
-        model = BrainMassForPreTraining(config).to(device).train()
+        model = build_model(preset, args, device)
+        config = model.config
+        result["gradient_checkpointing"] = checkpointing_on(model)
         result["parameters"] = sum(p.numel() for p in model.parameters())
         result["attn_implementation"] = config._attn_implementation
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -218,18 +283,7 @@ def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, 
         step_model = torch.compile(model) if args.compile else model
 
         def step():
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, precision):
-                loss = step_model(**inputs).loss
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            model.update_target()
-            return loss
+            return train_step(model, step_model, optimizer, inputs, device, precision, scaler)
 
         t0 = time.perf_counter()
         for i in range(max(args.warmup, 0)):
@@ -270,8 +324,9 @@ def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, 
         else:
             result["peak_memory_gib"] = sampler.peak / 2**30
             result["memory_kind"] = "peak RSS (process)"
-        if args.num_rois == 100 and preset in GFLOPS_PER_SCAN:
-            result["tflops"] = result["samples_per_s"] * GFLOPS_PER_SCAN[preset] / 1000.0
+        gflops, source = flops_per_scan(preset, args.num_rois)
+        result["gflops_per_scan"], result["flops_source"] = gflops, source
+        result["tflops"] = result["samples_per_s"] * gflops / 1000.0
     except Exception as exc:  # noqa: BLE001 -- report and go on with the next configuration
         if _is_oom(exc):
             result["status"] = "OOM"
@@ -299,6 +354,233 @@ def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, 
             if device.type == "cuda" and ref and result["status"] == "ok":
                 result["speedup_vs_anchor"] = result["samples_per_s"] / ref
     return result
+
+
+# ------------------------------------------------------------------------------------------------------------
+# --reference: ours beside a per-scan implementation of the authors' step, interleaved in one process
+# ------------------------------------------------------------------------------------------------------------
+def random_rows(batch: int, num_timepoints: int, num_rois: int, seed: int) -> list[dict]:
+    """``batch`` dataset rows ``{"time_series": (T, R) float32, "subject_id": str}`` of random normal signals."""
+    rng = np.random.default_rng(seed)
+    return [{"time_series": rng.standard_normal((num_timepoints, num_rois)).astype(np.float32),
+             "subject_id": f"scan-{i}"} for i in range(batch)]
+
+
+class _PeakMemory:
+    """Peak memory over several timed calls of one implementation: CUDA ``max_memory_allocated`` (reset before
+    each call) or, on a CPU, the process RSS sampled by :class:`_RssSampler` during each call."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def measure(self, fn):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            out = fn()
+            _sync(self.device)
+            self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device))
+            return out
+        with _RssSampler() as sampler:
+            out = fn()
+        self.peak = max(self.peak, sampler.peak)
+        return out
+
+    @property
+    def kind(self) -> str:
+        return "max_memory_allocated" if self.device.type == "cuda" else "peak RSS (process)"
+
+
+def interleaved_medians(fns: dict, steps: int, warmup: int, device: torch.device) -> dict:
+    """Times the zero-argument callables in ``fns`` back to back: ``warmup`` untimed rounds, then ``steps``
+    rounds, the order rotated every round so that no callable always runs first on a noisy machine.
+
+    Returns ``{name: {"times_s": [...], "median_s": float, "peak_bytes": int, "memory_kind": str, "last": out}}``.
+    """
+    names = list(fns)
+    stats = {n: {"times_s": [], "memory": _PeakMemory(device), "last": None} for n in names}
+    for _ in range(max(warmup, 0)):
+        for n in names:
+            stats[n]["last"] = fns[n]()
+    _sync(device)
+    for i in range(steps):
+        for n in names[i % len(names):] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            stats[n]["last"] = stats[n]["memory"].measure(fns[n])
+            _sync(device)
+            stats[n]["times_s"].append(time.perf_counter() - t0)
+    for n in names:
+        st = stats[n]
+        st["median_s"] = statistics.median(st["times_s"])
+        st["peak_bytes"] = st["memory"].peak
+        st["memory_kind"] = st.pop("memory").kind
+    return stats
+
+
+def profile_step(fn, device: torch.device, top: int = 15) -> list[dict]:
+    """One call of ``fn`` under ``torch.profiler``: the ``top`` operators by self time (CPU, or CUDA on a GPU),
+    each ``{"op", "self_ms", "share", "calls"}``; the full table goes to stderr."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    print(events.table(sort_by=key, row_limit=top, max_name_column_width=60), file=sys.stderr)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    total = sum(getattr(e, attr, 0) for e in events) or 1
+    rows = sorted(events, key=lambda e: getattr(e, attr, 0), reverse=True)[:top]
+    return [{"op": e.key, "self_ms": round(getattr(e, attr, 0) / 1000.0, 2),
+             "share": round(getattr(e, attr, 0) / total, 4), "calls": e.count} for e in rows]
+
+
+def run_reference_case(preset: str, batch: int, precision: str, args, device: torch.device) -> dict:
+    """Our full step (collator + ``BrainMassForPreTraining`` + AdamW + EMA) and the per-scan reference step
+    (:mod:`reference_step`: nilearn pFC per scan + ``nn.TransformerEncoderLayer`` stack + Python loops), both
+    from the same raw scans, timed interleaved in this process. Returns one result dict (``ratio`` = ours /
+    reference scans/s)."""
+    result = {"mode": "reference", "device_name": device_name(device), "preset": preset, "batch_size": batch,
+              "precision": precision, "steps": args.steps, "warmup": args.warmup, "status": "ok"}
+    try:
+        torch.manual_seed(args.seed)
+        model = build_model(preset, args, device)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4,
+                                      weight_decay=5e-5, fused=args.fused_adamw or None)
+        step_model = torch.compile(model) if args.compile else model
+        collator = DataCollatorForPseudoFC(BrainMassFeatureExtractor.from_config(model.config))
+        reference = ReferencePreTraining(model.config).to(device).train()
+        ref_optimizer = torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=3e-4,
+                                          weight_decay=5e-5)
+        rows = random_rows(batch, args.timepoints, args.num_rois, args.seed)
+        scans = [row["time_series"] for row in rows]
+        rng = np.random.default_rng(args.seed)
+
+        def ours():
+            inputs = {k: v.to(device) for k, v in collator(rows).items() if isinstance(v, torch.Tensor)}
+            return train_step(model, step_model, optimizer, inputs, device, precision).detach()
+
+        def ref():
+            return reference_step(reference, ref_optimizer, scans, rng, device, lambda: _autocast(device, precision))
+
+        stats = interleaved_medians({"ours": ours, "reference": ref}, args.steps, args.warmup, device)
+        if args.profile:  # where the time goes, one step each (after the timing, so it does not disturb it)
+            result["profile"] = profile_step(ours, device)
+            result["reference_profile"] = profile_step(ref, device)
+        ours_s, ref_s = stats["ours"], stats["reference"]
+        result.update({
+            "ours_fc_on": collator.compute_fc_on,
+            "fc_kind": model.config.fc_kind,
+            "num_rois": args.num_rois,
+            "timepoints": args.timepoints,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "reference_parameters": sum(p.numel() for p in reference.parameters()),
+            "scans_per_s": batch / ours_s["median_s"],
+            "reference_scans_per_s": batch / ref_s["median_s"],
+            "ratio": ref_s["median_s"] / ours_s["median_s"],
+            "ms_per_step": 1000.0 * ours_s["median_s"],
+            "reference_ms_per_step": 1000.0 * ref_s["median_s"],
+            "step_ms": [round(1000.0 * t, 1) for t in ours_s["times_s"]],
+            "reference_step_ms": [round(1000.0 * t, 1) for t in ref_s["times_s"]],
+            "peak_memory_gib": ours_s["peak_bytes"] / 2**30,
+            "reference_peak_memory_gib": ref_s["peak_bytes"] / 2**30,
+            "memory_kind": ours_s["memory_kind"],
+            "loss": round(float(ours_s["last"].float()), 4),
+            "reference_loss": round(float(ref_s["last"].float()), 4),
+        })
+        gflops, source = flops_per_scan(preset, args.num_rois)
+        result["gflops_per_scan"], result["flops_source"] = gflops, source
+        result["tflops"] = result["scans_per_s"] * gflops / 1000.0
+        result["reference_tflops"] = result["reference_scans_per_s"] * gflops / 1000.0
+    except Exception as exc:  # noqa: BLE001 -- report and go on with the next case
+        result["status"] = "OOM" if _is_oom(exc) else "error"
+        if result["status"] == "error":
+            traceback.print_exc(file=sys.stderr)
+        result["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    finally:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if args.compile:
+            torch._dynamo.reset()
+    return result
+
+
+def reference_table(results: list[dict]) -> str:
+    mem = "peak GPU mem (GiB)" if any("allocated" in r.get("memory_kind", "") for r in results) else "peak RSS (GiB)"
+    head = ["device", "preset", "batch", "precision", "ours scans/s", "reference scans/s", "ratio (ours/ref)",
+            "ours TFLOP/s", f"ours {mem}", f"reference {mem}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        if r["status"] != "ok":
+            lines.append(f"| {r['device_name']} | {r['preset']} | {r['batch_size']} | {r['precision']} | "
+                         f"{r['status']}: {r.get('error', '')} |" + " |" * 5)
+            continue
+        lines.append("| " + " | ".join([
+            r["device_name"], r["preset"], str(r["batch_size"]), r["precision"], _fmt(r["scans_per_s"], 1),
+            _fmt(r["reference_scans_per_s"], 1), _fmt(r["ratio"], 2, "×"), _fmt(r.get("tflops"), 3),
+            _fmt(r["peak_memory_gib"], 2), _fmt(r["reference_peak_memory_gib"], 2)]) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# --sdpa-report: which scaled-dot-product-attention kernel runs for BrainMass's head sizes
+# ------------------------------------------------------------------------------------------------------------
+def sdpa_kernel_report(device: torch.device, precision: str, batch: int, num_rois: int = 100,
+                       heads: tuple[int, ...] = (5, 10, 20), dropouts: tuple[float, ...] = (0.0, 0.1),
+                       repeats: int = 5) -> list[dict]:
+    """For each head count (head dim ``num_rois / heads``: 20, 10, 5 at R = 100), token count (``R`` for LRA,
+    ``R + 2`` for the masked-ROI paths) and attention dropout: the backend SDPA picks by itself
+    (``torch._fused_sdp_choice``) and the median forward + backward ms of every backend forced with
+    ``torch.nn.attention.sdpa_kernel`` (``error`` with the reason where a backend cannot run these inputs).
+
+    Inputs are ``(batch, heads, tokens, head_dim)`` in the precision's dtype (bf16 for ``bf16``, else fp32)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                SDPBackend.MATH]
+    by_value = {b.value: name for name, b in SDPBackend.__members__.items()}  # a pybind enum
+    rows = []
+    for h in heads:
+        if num_rois % h:
+            continue
+        for tokens in (num_rois, num_rois + 2):
+            for p in dropouts:
+                q, k, v = (torch.randn(batch, h, tokens, num_rois // h, device=device, dtype=dtype,
+                                       requires_grad=True) for _ in range(3))
+                row = {"mode": "sdpa", "device_name": device_name(device), "precision": precision,
+                       "batch_size": batch, "heads": h, "head_dim": num_rois // h, "tokens": tokens,
+                       "dropout_p": p}
+                try:
+                    row["default_backend"] = by_value.get(int(torch._fused_sdp_choice(q, k, v, None, p, False)), "?")
+                except Exception as exc:  # noqa: BLE001 -- a private helper; report, do not fail
+                    row["default_backend"] = f"unknown ({type(exc).__name__})"
+
+                def call():
+                    with warnings.catch_warnings():  # "kernel not used because ..." for each refused backend
+                        warnings.simplefilter("ignore")
+                        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p)
+                    out.sum().backward()
+
+                for backend in backends + [None]:
+                    name = "default" if backend is None else backend.name
+                    try:
+                        with sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext():
+                            call()  # warm-up; raises if the backend cannot take these inputs
+                            times = []
+                            for _ in range(repeats):
+                                _sync(device)
+                                t0 = time.perf_counter()
+                                call()
+                                _sync(device)
+                                times.append(1000.0 * (time.perf_counter() - t0))
+                        row[f"{name}_ms"] = round(statistics.median(times), 3)
+                    except Exception as exc:  # noqa: BLE001
+                        row[f"{name}_ms"] = "error: " + (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+                rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -391,6 +673,19 @@ def parse_args(argv=None):
     p.add_argument("--inputs", default="fc", help="fc, time_series, or both as a comma list (default fc)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time is in warm-up)")
     p.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) (CUDA); default foreach")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each encoder layer in backward (less activation memory; for large at batch 256)")
+    p.add_argument("--reference", action="store_true",
+                   help="time our full step from raw scans (collator + model + AdamW + EMA) beside the per-scan "
+                        "reference step of reference_step.py (nilearn FC per scan, nn.TransformerEncoderLayer, "
+                        "Python loops), interleaved in this process; print the ratio")
+    p.add_argument("--profile", action="store_true",
+                   help="with --reference: after timing, profile one step of each (torch.profiler; top operators "
+                        "in the JSON report, full tables on stderr)")
+    p.add_argument("--sdpa-report", action="store_true",
+                   help="first report which SDPA backend runs (and how fast each forced one is) for head dims "
+                        "20/10/5 at R = 100, with and without attention dropout")
+    p.add_argument("--sdpa-batch", type=int, default=64, help="batch of the --sdpa-report inputs (default 64)")
     p.add_argument("--attn-implementation", default=None, help="sdpa (model default) or eager")
     p.add_argument("--fc-kind", default=None, help="ledoit_wolf (default config) or pearson")
     p.add_argument("--num-rois", type=int, default=100)
@@ -417,7 +712,15 @@ def parse_args(argv=None):
     return args
 
 
+def json_line(result: dict) -> str:
+    """One case as one JSON line (per-step time lists are left to the ``--json`` report)."""
+    return json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
+                       if not isinstance(v, list)}, default=str)
+
+
 def main(argv=None) -> list[dict]:
+    """Runs the cases of the command line; returns every result dict (``mode``: ``sdpa``, ``step`` or
+    ``reference``), also printed one JSON line per case."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -426,11 +729,11 @@ def main(argv=None) -> list[dict]:
     print(header(info, args), flush=True)
     print(flush=True)
 
-    results = []
+    sdpa_rows, results = [], []
     t_start = time.perf_counter()
 
     def write_reports():  # after every configuration, so a run cut short by a time limit keeps what it measured
-        table = markdown_table(results, device)
+        table = reference_table(results) if args.reference else markdown_table(results, device)
         if args.md:
             Path(args.md).parent.mkdir(parents=True, exist_ok=True)
             Path(args.md).write_text(header(info, args) + "\n\n" + table + "\n")
@@ -439,25 +742,41 @@ def main(argv=None) -> list[dict]:
             payload = {"machine": info, "args": dict(vars(args)),
                        "anchor": {f"{k[0]}/{k[1]}": v for k, v in ANCHOR.items()}, "anchor_device": ANCHOR_DEVICE,
                        "gflops_per_scan": GFLOPS_PER_SCAN, "wall_s": round(time.perf_counter() - t_start, 1),
-                       "results": results}
+                       "sdpa": sdpa_rows, "results": results}
             Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
         return table
 
+    if args.sdpa_report:
+        for precision in args.precisions:
+            for row in sdpa_kernel_report(device, precision, args.sdpa_batch, args.num_rois):
+                sdpa_rows.append(row)
+                print(json_line(row), flush=True)
+        write_reports()
+
     for preset in args.presets:
         for batch in args.batch_sizes or DEFAULT_BATCH_SIZES.get(preset, [64]):
-            for inputs_kind in args.inputs_kinds:
+            for inputs_kind in ["raw scans"] if args.reference else args.inputs_kinds:
                 for precision in args.precisions:
-                    r = run_config(preset, batch, precision, inputs_kind, args, device)
+                    if args.reference:
+                        r = run_reference_case(preset, batch, precision, args, device)
+                        msg = (f"ours {r['scans_per_s']:.2f} scans/s, reference {r['reference_scans_per_s']:.2f}, "
+                               f"ratio {r['ratio']:.2f}" if r["status"] == "ok" else r["status"])
+                    else:
+                        r = dict(mode="step", device_name=info["device_name"],
+                                 **run_config(preset, batch, precision, inputs_kind, args, device))
+                        if r["status"] == "ok":
+                            r["scans_per_s"] = r["samples_per_s"]
+                        msg = (f"{r['samples_per_s']:.1f} samples/s, {r['ms_per_step']:.1f} ms/step, "
+                               f"peak {r['peak_memory_gib']:.2f} GiB, loss {r['loss']}" if r["status"] == "ok"
+                               else r["status"])
                     results.append(r)
-                    msg = (f"{r['samples_per_s']:.1f} samples/s, {r['ms_per_step']:.1f} ms/step, "
-                           f"peak {r['peak_memory_gib']:.2f} GiB, loss {r['loss']}" if r["status"] == "ok"
-                           else r["status"])
+                    print(json_line(r), flush=True)
                     print(f"[{time.perf_counter() - t_start:6.1f}s] {preset} b{batch} {precision} {inputs_kind}: "
                           f"{msg}", file=sys.stderr, flush=True)
                     write_reports()
     print(write_reports())
     print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
-    return results
+    return sdpa_rows + results
 
 
 if __name__ == "__main__":

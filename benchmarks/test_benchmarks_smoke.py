@@ -1,15 +1,28 @@
 """Smoke tests of the benchmark scripts (tiny settings, CPU; no timing assertions).
 
 Run with ``pytest benchmarks/test_benchmarks_smoke.py`` (the project's ``testpaths`` is ``tests/``, so the default
-``pytest`` run does not collect this file).
+``pytest`` run does not collect this file). They check that every mode runs and reports the fields the results
+files are read for, and that the per-scan reference is the same model and the same FC as ours (otherwise its
+ratio would compare different work).
 """
 
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+
 HERE = Path(__file__).resolve().parent
+for _path in (HERE.parent, HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+# every case's JSON line carries these (issue 9: device name, scans/s, achieved TFLOP/s, peak memory)
+CASE_FIELDS = {"device_name", "preset", "batch_size", "precision", "scans_per_s", "tflops", "peak_memory_gib"}
 
 
 def _load(name):
@@ -19,17 +32,27 @@ def _load(name):
     return module
 
 
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
 def test_pretraining_benchmark_tiny(tmp_path, capsys):
     bench = _load("benchmark_pretraining")
     out = tmp_path / "p.json"
     results = bench.main(["--device", "cpu", "--presets", "tiny", "--batch-sizes", "4", "--steps", "1",
                           "--warmup", "1", "--precision", "fp32", "--inputs", "fc,time_series",
+                          "--num-rois", "20", "--timepoints", "40",
                           "--json", str(out), "--md", str(tmp_path / "p.md")])
     assert [r["status"] for r in results] == ["ok", "ok"]
     assert all(r["samples_per_s"] > 0 and math.isfinite(r["loss"]) for r in results)
     payload = json.loads(out.read_text())
     assert payload["machine"]["device"] == "cpu" and len(payload["results"]) == 2
-    assert "| tiny | 4 | fp32 | fc |" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "| tiny | 4 | fp32 | fc |" in stdout
+    lines = _json_lines(stdout)
+    assert len(lines) == 2 and all(CASE_FIELDS <= set(line) for line in lines)
+    # tiny is not in SPEC §6's table: its FLOPs are counted
+    assert lines[0]["flops_source"].startswith("counted") and lines[0]["tflops"] > 0
 
 
 def test_pretraining_benchmark_anchor_lookup():
@@ -40,6 +63,112 @@ def test_pretraining_benchmark_anchor_lookup():
         [{"preset": "small", "batch_size": 256, "precision": "fp32", "inputs": "fc", "status": "OOM",
           "error": "CUDA out of memory"}], bench.torch.device("cpu"))
     assert "OOM" in table
+
+
+@pytest.mark.slow
+def test_flops_counted_close_to_spec():
+    """The FLOP counter agrees with SPEC §6 where SPEC gives a number (small, R = 100: 6.2 G)."""
+    bench = _load("benchmark_pretraining")
+    spec = bench.GFLOPS_PER_SCAN.pop("small")
+    try:
+        counted, source = bench.flops_per_scan("small", 100)
+    finally:
+        bench.GFLOPS_PER_SCAN["small"] = spec
+    assert source.startswith("counted") and abs(counted - spec) / spec < 0.05
+
+
+def test_reference_mode_tiny(tmp_path, capsys):
+    bench = _load("benchmark_pretraining")
+    results = bench.main(["--device", "cpu", "--presets", "tiny", "--batch-sizes", "4", "--steps", "2",
+                          "--warmup", "0", "--precision", "fp32,bf16", "--timepoints", "40", "--reference",
+                          "--num-rois", "20", "--profile",
+                          "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md")])
+    assert [(r["mode"], r["status"], r["precision"]) for r in results] == [
+        ("reference", "ok", "fp32"), ("reference", "ok", "bf16")]
+    for r in results:
+        assert r["parameters"] == r["reference_parameters"]  # the same model on both sides
+        assert r["ratio"] == pytest.approx(r["scans_per_s"] / r["reference_scans_per_s"])
+        assert math.isfinite(r["loss"]) and math.isfinite(r["reference_loss"])
+        assert len(r["step_ms"]) == len(r["reference_step_ms"]) == 2
+        assert any(row["op"] == "aten::addmm" for row in r["profile"] + r["reference_profile"])
+    lines = _json_lines(capsys.readouterr().out)
+    assert all(CASE_FIELDS | {"ratio", "reference_scans_per_s", "reference_peak_memory_gib"} <= set(line)
+               for line in lines)
+    assert "ratio (ours/ref)" in (tmp_path / "r.md").read_text()
+    assert len(json.loads((tmp_path / "r.json").read_text())["results"]) == 2
+
+
+def test_reference_is_the_same_model_and_fc():
+    """The per-scan yardstick computes what ours computes: same parameter count per preset, nilearn's FC equal
+    to our Ledoit-Wolf / Pearson FC, and a finite loss that trains all heads."""
+    from brainmass_hf import BrainMassConfig, BrainMassForPreTraining
+    from brainmass_hf.connectivity import functional_connectivity
+    from reference_step import ReferencePreTraining, drop_timepoints, nilearn_fc
+
+    config = BrainMassConfig.from_preset("tiny", num_rois=12)
+    ref = ReferencePreTraining(config)
+    assert sum(p.numel() for p in ref.parameters()) == sum(p.numel() for p in BrainMassForPreTraining(config).parameters())
+    rng = np.random.default_rng(0)
+    scans = rng.standard_normal((3, 40, 12)).astype(np.float32)
+    for kind in ("ledoit_wolf", "pearson"):
+        ours = functional_connectivity(torch.from_numpy(scans), kind=kind)
+        theirs = torch.from_numpy(np.stack([nilearn_fc(s, kind) for s in scans]))
+        assert torch.allclose(ours, theirs, atol=1e-5)
+    assert drop_timepoints(scans[0], rng).shape == (40 - 8, 12)
+    views = torch.from_numpy(np.stack([nilearn_fc(drop_timepoints(s, rng)) for s in scans]))
+    loss, parts = ref.train()(views, views)
+    loss.backward()
+    assert math.isfinite(float(loss.detach())) and 0 <= float(parts["mrc_accuracy"]) <= 1
+    assert ref.mrc_head[0].weight.grad is not None and ref.mask_token.grad is not None
+    with torch.no_grad():  # move the online network away from its copy, then one EMA step halfway back
+        for p in ref.online.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in ref.target.parameters()]
+    ref.update_target(momentum=0.5)
+    assert all(torch.allclose(t, b + 0.5) for t, b in zip(ref.target.parameters(), before))
+
+
+def test_pfc_benchmark_tiny(tmp_path, capsys):
+    bench = _load("benchmark_pfc")
+    results = bench.main(["--scans", "6", "--timepoints", "30", "--num-rois", "8", "--repeats", "1",
+                          "--warmup", "0", "--json", str(tmp_path / "f.json"), "--md", str(tmp_path / "f.md")])
+    assert [r["fc_kind"] for r in results] == ["ledoit_wolf", "pearson"]
+    for r in results:
+        assert r["max_abs_diff_vs_nilearn"] < 1e-5
+        assert {"device_name", "nilearn_ms", "ours_collator_ms", "ours_batched_ms", "ratio_collator",
+                "ratio_batched", "nilearn_scans_per_s"} <= set(r)
+        assert r["ratio_collator"] > 0 and r["ratio_batched"] > 0
+    assert len(_json_lines(capsys.readouterr().out)) == 2
+    assert "ratio (collator)" in (tmp_path / "f.md").read_text()
+
+
+@pytest.mark.slow
+def test_cpu_settings_tiny(tmp_path):
+    bench = _load("cpu_settings")
+    payload = bench.main(["--preset", "tiny", "--batch-size", "4", "--num-rois", "20", "--steps", "1", "--warmup", "0",
+                          "--check-steps", "2", "--threads", "1,2", "--json", str(tmp_path / "s.json"),
+                          "--md", str(tmp_path / "s.md")])
+    seen = {(r["attention"], r["precision"], r["threads"]) for r in payload["settings"]}
+    assert seen == {("sdpa", p, t) for p in ("fp32", "bf16") for t in (1, 2)} | {
+        (a, p, 1) for a in ("sdpa_no_attn_dropout", "eager") for p in ("fp32", "bf16")}
+    assert all(r["scans_per_s"] > 0 and r["tflops"] > 0 for r in payload["settings"])
+    for check in payload["bf16_check"].values():
+        assert len(check["fp32_losses"]) == 2 and math.isfinite(check["max_rel_diff"])
+    assert {r["dropout_p"] for r in payload["sdpa"]} == {0.0, 0.1}
+    assert all(isinstance(r["default_backend"], str) for r in payload["sdpa"])
+    assert "Fastest:" in (tmp_path / "s.md").read_text()
+
+
+def test_sdpa_report_and_gradient_checkpointing(capsys):
+    bench = _load("benchmark_pretraining")
+    results = bench.main(["--device", "cpu", "--presets", "tiny", "--batch-sizes", "4", "--steps", "1",
+                          "--warmup", "0", "--precision", "fp32", "--sdpa-report", "--sdpa-batch", "2",
+                          "--gradient-checkpointing"])
+    sdpa = [r for r in results if r["mode"] == "sdpa"]
+    assert {r["head_dim"] for r in sdpa} == {20, 10, 5} and {r["tokens"] for r in sdpa} == {100, 102}
+    assert all("MATH_ms" in r and "default_backend" in r for r in sdpa)
+    (step,) = [r for r in results if r["mode"] == "step"]
+    assert step["status"] == "ok" and step["gradient_checkpointing"] is True
 
 
 def test_collator_vs_device_random(tmp_path):

@@ -1,23 +1,250 @@
-"""``brainmass``: the command line, a thin layer over the library functions.
+"""``brainmass``: the command line, argument parsing only; every command calls one library function.
 
     brainmass demo       [--data devfmri|PATH] [--preset tiny] [--epochs 30] [--out DIR] [--fast]
     brainmass pretrain   --output_dir DIR [--data ...] [--preset small] [any TrainingArguments flag]
-    brainmass finetune   --model_name_or_path ENC --output_dir DIR [--data ...] [TrainingArguments flags]
+    brainmass finetune   --model_name_or_path ENC --output_dir DIR [--data ...] [any TrainingArguments flag]
     brainmass evaluate   --model ENC --data PATH [--protocols paper,linear_probe] [--out DIR]
     brainmass extract    --scans a.nii.gz b.nii.gz --atlas atlas.nii.gz --out DIR [--t-r 2 ...]
+    brainmass push       FOLDER user/name [--revision BRANCH] [--private] [--create-pr] [--card-facts JSON]
+    brainmass convert-official model.pth --out DIR [--heads N] [--full] [--atlas-name NAME]
+    brainmass explain    --model M --data D [--label-column L] [--out DIR] [--n-splits 5] [--atlas NAME]
+
+`brainmass COMMAND --help` lists a command's flags. A mistake in the input (a missing file, a bad column, an
+unknown preset) prints one line `brainmass COMMAND: error: ...` and exits with status 2; add `--debug` anywhere
+on the command line to see the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import json
+import os
+import re
 import sys
+import traceback
+from dataclasses import dataclass, field
 
 
+class CommandLineError(Exception):
+    """A mistake on the command line itself (an unknown flag, a missing required one, a bad value)."""
+
+
+class _OneLineErrors:
+    """argparse prints the whole usage block before an error; we raise instead, so that ``main`` prints the one
+    line every other user mistake gets (``--help`` still prints the usage)."""
+
+    def error(self, message):
+        raise CommandLineError(message)
+
+
+class _ArgumentParser(_OneLineErrors, argparse.ArgumentParser):
+    pass
+
+
+def _hf_parser(dataclass_types, command: str, description: str):
+    """An ``HfArgumentParser`` (one flag per dataclass field) named ``brainmass COMMAND``."""
+    from transformers import HfArgumentParser
+
+    class _Parser(_OneLineErrors, HfArgumentParser):
+        pass
+
+    return _Parser(dataclass_types, prog=f"brainmass {command}", description=description)
+
+
+def checked_model_path(value: str, flag: str) -> str:
+    """``value`` if it is an existing folder or could be a Hub id (``user/name``); else a one-line error.
+
+    Without this check, a mistyped folder goes to the Hub: a validation error about repo ids, or minutes of
+    retries when offline."""
+    if os.path.exists(value) or re.fullmatch(r"[\w.-]+/[\w.-]+", value) and not value.startswith("."):
+        return value
+    raise FileNotFoundError(
+        f"{flag} {value!r}: no such folder, and not a Hub id of the form 'user/name'. Pass the encoder folder that "
+        "pretraining wrote (e.g. runs/small/encoder) or a Hub model id."
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# brainmass pretrain
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class PretrainScriptArguments:
+    data: str = field(default="devfmri", metadata={"help": "'devfmri' (bundled CC0 cohort) or a data path."})
+    preset: str = field(default="small", metadata={"help": "small | base | large | tiny."})
+    init_from: str | None = field(default=None, metadata={"help": "Encoder checkpoint to continue from."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Comma-separated config fields, e.g. 'fc_kind=pearson,mrm_loss_weight=1'."}
+    )
+    atlas_name: str | None = field(default=None, metadata={"help": "Atlas name stored in the config."})
+
+
+def _parse_overrides(text: str | None) -> dict:
+    """``"name=value,name=value"`` → ``{name: value}`` with JSON values (``1`` → int, ``true`` → bool), else strings.
+
+    Every name must be a :class:`BrainMassConfig` field: a misspelt one would otherwise become a stray config
+    attribute that nothing reads, and the run would silently use the default."""
+    from .configuration_brainmass import BrainMassConfig
+
+    valid = [f.name for f in dataclasses.fields(BrainMassConfig)]
+    values = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise ValueError(f"--config_overrides item {item!r} must look like name=value.")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            from transformers import PreTrainedConfig
+
+            own = [name for name in valid if name not in {f.name for f in dataclasses.fields(PreTrainedConfig)}]
+            raise ValueError(
+                f"--config_overrides: {key!r} is not a BrainMassConfig field.{hint} Valid fields: {', '.join(own)}."
+            )
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def pretrain_main(argv: list[str] | None = None):
+    """``brainmass pretrain``: every ``TrainingArguments`` flag (the authors' defaults) plus ``--data --preset
+    --init_from --config_overrides --atlas_name``. Returns the trainer; the encoder is in ``<output_dir>/encoder``."""
+    import numpy as np
+
+    from .configuration_brainmass import BrainMassConfig
+    from .data import resolve_dataset
+    from .modeling_brainmass import BrainMassForPreTraining
+    from .training import BrainMassPretrainingArguments, pretrain
+
+    parser = _hf_parser(
+        (PretrainScriptArguments, BrainMassPretrainingArguments),
+        "pretrain",
+        "Self-supervised pretraining of BrainMass on ROI time series (no labels needed); the encoder is written to "
+        "<output_dir>/encoder. Defaults are the authors' recipe; every TrainingArguments flag works; "
+        "--resume_from_checkpoint takes a checkpoint folder or 'latest' (the last complete one in --output_dir).",
+    )
+    script, args = parser.parse_args_into_dataclasses(args=argv)
+    overrides = _parse_overrides(script.config_overrides)
+    if script.atlas_name:
+        overrides["atlas_name"] = script.atlas_name
+    dataset = resolve_dataset(script.data)
+    if script.init_from:
+        init_from = checked_model_path(script.init_from, "--init_from")
+        model = BrainMassForPreTraining.from_encoder(init_from, **overrides)
+    else:
+        if script.data == "devfmri":
+            from .data import bundled_roi_names
+
+            overrides.setdefault("atlas_name", "AAL-116")
+            overrides.setdefault("roi_names", bundled_roi_names("aal116"))
+        num_rois = np.asarray(dataset[0]["time_series"]).shape[-1]
+        model = BrainMassForPreTraining(BrainMassConfig.from_preset(script.preset, num_rois=num_rois, **overrides))
+    resume = args.resume_from_checkpoint
+    # "latest": the last complete checkpoint in --output_dir (pretrain's resume_from_checkpoint=True)
+    resume = True if resume == "latest" else resume
+    trainer = pretrain(dataset, args=args, model=model, resume_from_checkpoint=resume)
+    print(f"Encoder saved to {os.path.join(args.output_dir, 'encoder')}")
+    return trainer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# brainmass finetune
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class FinetuneScriptArguments:
+    model_name_or_path: str = field(metadata={"help": "Encoder checkpoint (folder or Hub id)."})
+    data: str = field(default="devfmri", metadata={"help": "'devfmri' or a data path."})
+    label_column: str = field(default="label", metadata={"help": "Phenotype column to predict."})
+    test_size: float = field(default=0.2, metadata={"help": "Fraction of scans held out (stratified) for testing."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the train/test split."})
+
+
+def _finetune_parser():
+    import inspect
+
+    from transformers import TrainingArguments
+
+    from .training import finetune
+
+    parser = _hf_parser(
+        (FinetuneScriptArguments, TrainingArguments),
+        "finetune",
+        "Fine-tune a BrainMass encoder with a classification head on a stratified train/test split and print the "
+        "test metrics. Every TrainingArguments flag is passed through; flags you leave out keep the defaults of "
+        "brainmass_hf.training.finetune.",
+    )
+    # --help shows finetune()'s defaults where they differ from TrainingArguments'
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(finetune).parameters.items()
+        if name in fields and p.default is not inspect.Parameter.empty
+    }
+    parser.set_defaults(**defaults)
+    return parser
+
+
+def parse_finetune_args(argv: list[str] | None = None) -> tuple[FinetuneScriptArguments, dict]:
+    """The script arguments and the ``TrainingArguments`` flags the user gave (only those, so that
+    ``finetune``'s own defaults hold for the rest)."""
+    from transformers import TrainingArguments
+
+    parser = _finetune_parser()
+    # Pre-filling every destination with a marker keeps argparse from writing defaults: what is left unmarked
+    # after parsing is exactly what was on the command line.
+    unset = object()
+    namespace = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != argparse.SUPPRESS})
+    namespace, extra = parser.parse_known_args(argv, namespace=namespace)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    given = {k: v for k, v in vars(namespace).items() if v is not unset}
+    script_fields = {f.name for f in dataclasses.fields(FinetuneScriptArguments)}
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    script = FinetuneScriptArguments(**{k: v for k, v in given.items() if k in script_fields})
+    return script, {k: v for k, v in given.items() if k in training_fields}
+
+
+def finetune_main(argv: list[str] | None = None):
+    """``brainmass finetune``: stratified train/test split, fine-tune, print the test metrics, save the model."""
+    from .data import resolve_dataset
+    from .training import finetune
+
+    script, training_kwargs = parse_finetune_args(argv)
+    model_path = checked_model_path(script.model_name_or_path, "--model_name_or_path")
+    dataset = resolve_dataset(script.data)
+    if script.label_column not in dataset.column_names:
+        raise ValueError(
+            f"--label_column {script.label_column!r} is not a column of {script.data!r}; "
+            f"columns: {dataset.column_names}."
+        )
+    feature = dataset.features[script.label_column]
+    if not hasattr(feature, "names") and getattr(feature, "dtype", "").startswith(("string", "int")):
+        # phenotype tables give strings or integers; the stratified split and the head need class ids
+        dataset = dataset.class_encode_column(script.label_column)
+    split = dataset.train_test_split(
+        test_size=script.test_size, seed=script.split_seed, stratify_by_column=script.label_column
+    )
+    trainer = finetune(
+        model_path, split["train"], split["test"], label_column=script.label_column, **training_kwargs
+    )
+    metrics = trainer.evaluate()
+    print({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    trainer.save_model(trainer.args.output_dir)
+    print(f"Model saved to {trainer.args.output_dir}")
+    return trainer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# brainmass demo | evaluate | extract
+# --------------------------------------------------------------------------------------------------------------
 def _demo(argv):
     from .demo import DemoSettings, run_demo
 
     d = DemoSettings()
-    p = argparse.ArgumentParser(prog="brainmass demo", description="Pretrain + evaluate BrainMass on real data.")
+    p = _ArgumentParser(prog="brainmass demo", description="Pretrain + evaluate BrainMass on real data.")
     p.add_argument("--data", default=d.data, help="'devfmri' (bundled CC0 cohort) or your data folder / .npz")
     p.add_argument("--label-column", default=d.label_column)
     p.add_argument("--preset", default=d.preset, help="tiny | small | base | large")
@@ -42,27 +269,36 @@ def _demo(argv):
 def _evaluate(argv):
     from .evaluation import PROTOCOLS, evaluate
 
-    p = argparse.ArgumentParser(prog="brainmass evaluate", description="Evaluate a BrainMass encoder on diagnosis.")
+    p = _ArgumentParser(prog="brainmass evaluate", description="Evaluate a BrainMass encoder on diagnosis.")
     p.add_argument("--model", required=True, help="encoder checkpoint folder or Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
     p.add_argument("--protocols", default="paper,linear_probe", help=f"comma-separated from {PROTOCOLS} or 'all'")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--site-column", default=None)
+    p.add_argument("--site-column", default=None, help="site/cohort column: label × site strata, zero-shot, LOSO")
+    p.add_argument("--group-column", default=None, help="subject column: no subject in both train and test")
     p.add_argument("--cv", default="repeated", help="repeated | kfold | leave_one_site_out")
     p.add_argument("--n-repeats", type=int, default=10)
     p.add_argument("--test-size", type=float, default=0.2)
-    p.add_argument("--test-view", default="full", help="full | pfc | tta")
+    p.add_argument("--test-view", default="pfc", help="pfc (the authors' test view, default) | full | tta")
     p.add_argument("--num-tta-views", type=int, default=8)
     p.add_argument("--few-shot-k", default="1,5,10,20")
     p.add_argument("--no-random-baseline", action="store_true")
+    p.add_argument("--pretrained-on-eval-scans", action=argparse.BooleanOptionalAction, default=None,
+                   help="say whether the encoder was pretrained (label-free) on these scans; the report states it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="brainmass_eval", help="report folder")
     a = p.parse_args(argv)
+    try:
+        few_shot_k = tuple(int(k) for k in a.few_shot_k.split(",") if k)
+    except ValueError:
+        p.error(f"argument --few-shot-k: expected comma-separated integers, got {a.few_shot_k!r}")
     report = evaluate(
-        a.model, a.data, protocols=a.protocols, label_column=a.label_column, site_column=a.site_column, cv=a.cv,
-        n_repeats=a.n_repeats, test_size=a.test_size, test_view=a.test_view, num_tta_views=a.num_tta_views,
-        few_shot_k=tuple(int(k) for k in a.few_shot_k.split(",") if k), seed=a.seed, output_dir=a.out,
+        checked_model_path(a.model, "--model"), a.data, protocols=a.protocols, label_column=a.label_column,
+        site_column=a.site_column, group_column=a.group_column, cv=a.cv,
+        pretrained_on_eval_scans=a.pretrained_on_eval_scans, n_repeats=a.n_repeats, test_size=a.test_size,
+        test_view=a.test_view, num_tta_views=a.num_tta_views,
+        few_shot_k=few_shot_k, seed=a.seed, output_dir=a.out,
         include_random_baseline=not a.no_random_baseline, device=a.device,
     )
     print(report.to_markdown())
@@ -72,7 +308,7 @@ def _evaluate(argv):
 def _extract(argv):
     from .data import extract_time_series
 
-    p = argparse.ArgumentParser(prog="brainmass extract", description="NIfTI scans + label atlas → ROI time series.")
+    p = _ArgumentParser(prog="brainmass extract", description="NIfTI scans + label atlas → ROI time series.")
     p.add_argument("--scans", nargs="+", required=True, help="preprocessed 4D NIfTI scans")
     p.add_argument("--atlas", required=True, help="3D integer label atlas (NIfTI)")
     p.add_argument("--out", required=True, help="folder for <id>.npy per scan + rois.csv")
@@ -97,27 +333,119 @@ def _extract(argv):
     print(f"Wrote {len(paths)} time series to {a.out}")
 
 
-def _pretrain(argv):
-    from .training import pretrain_main
+# --------------------------------------------------------------------------------------------------------------
+# brainmass push / brainmass convert-official (issue 11)
+# --------------------------------------------------------------------------------------------------------------
+def _push(argv):
+    from .hub import push_encoder
 
-    pretrain_main(argv)
+    p = _ArgumentParser(prog="brainmass push", description="Push a checkpoint folder (weights, config, feature "
+                        "extractor, code, model card) to a Hub repo.")
+    p.add_argument("folder", help="checkpoint folder saved by save_pretrained / brainmass pretrain")
+    p.add_argument("repo_id", help="Hub repo id, user/name")
+    p.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.add_argument("--card-facts", default=None, help="JSON of the card's data, recipe and results (model_cards/)")
+    p.add_argument("--commit-message", default=None)
+    a = p.parse_args(argv)
+    facts = None
+    if a.card_facts:
+        with open(a.card_facts) as f:
+            facts = json.load(f)
+    url = push_encoder(a.folder, a.repo_id, revision=a.revision, private=a.private, create_pr=a.create_pr,
+                       commit_message=a.commit_message, facts=facts)
+    print(f"Pushed {a.folder} to {a.repo_id}: {url}")
 
 
-def _finetune(argv):
-    from .training import finetune_main
+def _convert_official(argv):
+    from .convert_official import convert_official
 
-    finetune_main(argv)
+    p = _ArgumentParser(prog="brainmass convert-official", description="The BrainMass authors' .pth -> a "
+                        "brainmass_hf encoder checkpoint (and, with --full, the pretraining model).")
+    p.add_argument("checkpoint", help="the authors' .pth file (loaded with weights_only=True)")
+    p.add_argument("--out", required=True, help="encoder folder; the full model goes to OUT/pretraining")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (not stored; default: the paper preset)")
+    p.add_argument("--full", action="store_true", help="also write the full pretraining model")
+    p.add_argument("--atlas-name", default=None, help="atlas the checkpoint was trained with, e.g. AAL-116")
+    a = p.parse_args(argv)
+    kwargs = {"atlas_name": a.atlas_name} if a.atlas_name else {}
+    encoder, _ = convert_official(a.checkpoint, a.out, num_attention_heads=a.heads, full=a.full, **kwargs)
+    c = encoder.config
+    print(f"Converted {a.checkpoint}: R={c.num_rois}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads, "
+          f"FFN {c.intermediate_size} -> {a.out}")
 
 
-COMMANDS = {"demo": _demo, "pretrain": _pretrain, "finetune": _finetune, "evaluate": _evaluate, "extract": _extract}
+def _explain(argv):
+    from .interpret import explain
+
+    p = _ArgumentParser(prog="brainmass explain", description="Which regions and connections drive a two-class "
+                        "decision: explain.md (top regions with names, MNI coordinates, effect, FDR q), CSVs, figures.")
+    p.add_argument("--model", required=True, help="fine-tuned classifier or encoder checkpoint folder / Hub id")
+    p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
+    p.add_argument("--label-column", default="label", help="column with the two classes")
+    p.add_argument("--out", default="brainmass_explain", help="output folder")
+    p.add_argument("--atlas", default=None, help="atlas for names/coordinates (default: the checkpoint's atlas_name)")
+    p.add_argument("--n-splits", type=int, default=5, help="splits for permutation importance (encoders)")
+    p.add_argument("--n-permutations", type=int, default=3, help="permutations per ROI and split")
+    p.add_argument("--n-group-permutations", type=int, default=5000, help="label permutations of the class test")
+    p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps (classifiers)")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    a = p.parse_args(argv)
+    result = explain(
+        checked_model_path(a.model, "--model"), a.data, label_column=a.label_column, out_dir=a.out, atlas_name=a.atlas, n_splits=a.n_splits,
+        n_permutations=a.n_permutations, n_group_permutations=a.n_group_permutations, ig_steps=a.ig_steps,
+        top_k=a.top_k, seed=a.seed, device=a.device,
+    )
+    print(result.top[["rank", "name", "importance", "hedges_g", "q_value"]].to_string(index=False))
+    print(f"Explanation written to {result.files['markdown']}")
+
+
+COMMANDS = {
+    "demo": _demo,
+    "explain": _explain,
+    "pretrain": pretrain_main,
+    "finetune": finetune_main,
+    "evaluate": _evaluate,
+    "extract": _extract,
+    "push": _push,
+    "convert-official": _convert_official,
+}
+
+# Mistakes in what the user passed: one line, not a traceback. (FileNotFoundError is an OSError; so are
+# transformers' "not a checkpoint folder or Hub id" errors. BrainMassDataError is a ValueError.)
+USER_ERRORS = (CommandLineError, ValueError, OSError)
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs ``brainmass COMMAND ...``; returns the exit status (0 ok, 2 a mistake in the input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    COMMANDS[argv[0]](argv[1:])
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"brainmass: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        print(__doc__)
+        return 2
+    try:
+        COMMANDS[command](rest)
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
+    except USER_ERRORS as error:
+        if debug:
+            traceback.print_exc()
+        print(f"brainmass {command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
     return 0
 
 

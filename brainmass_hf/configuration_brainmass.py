@@ -50,6 +50,12 @@ class BrainMassConfig(PreTrainedConfig):
         readout_dim (`int`, defaults to 8): per-ROI readout width; the pooled representation has
             ``num_rois * readout_dim`` features (800 for R = 100).
         readout_negative_slope (`float`, defaults to 0.01): LeakyReLU slope of the readout.
+        masked_roi_head_negative_slope (`float`, defaults to 0.01): LeakyReLU slope inside both masked-ROI heads.
+        classifier_negative_slope (`float`, defaults to 0.01): LeakyReLU slope of the fine-tuning head (applied to
+            the readout and after every hidden classifier layer).
+        num_prefix_tokens (`int`, defaults to 2): learned tokens prepended to the masked-ROI sequences in
+            pretraining: 2 = cls + dist (the authors), 1 = cls only, 0 = none. The position table has
+            ``num_rois + num_prefix_tokens`` rows.
         projection_hidden_size (`int`, *optional*): hidden size of the projection head ``g``; defaults to
             ``2 * num_rois * readout_dim`` (1600 for R = 100).
         projection_size (`int`, defaults to 1024): output of ``g`` and of the predictor ``q``.
@@ -61,7 +67,7 @@ class BrainMassConfig(PreTrainedConfig):
         lra_loss_weight / mrc_loss_weight / mrm_loss_weight (defaults 1.0 / 0.1 / 2.0): total loss
             ``lra + 0.1 * infonce + 2 * mrm``, the authors' config.
         ema_momentum (`float`, defaults to 0.996): target network ``θ_t ← m θ_t + (1 − m) θ_online`` after every
-            optimizer step.
+            optimizer step, in ``[0, 1]``.
         train_masked_roi_modules (`bool`, defaults to `True`): train the masked-ROI heads, the mask embedding
             and the cls/dist tokens. The authors' optimizer never receives them, so they stay at their
             initialisation there (a bug); `False` reproduces that.
@@ -72,8 +78,9 @@ class BrainMassConfig(PreTrainedConfig):
         pfc_mask_way (`str`, defaults to ``"drop"``): ``"drop"`` (non-contiguous, the paper) or ``"crop"``
             (a contiguous window of ``pfc_crop_length`` points, the authors' ``random`` option).
         pfc_crop_length (`int`, defaults to 30).
-        min_timepoints (`int`, defaults to 10): fewest time points a pFC view may keep; shorter scans are
-            rejected with an error that names them.
+        min_timepoints (`int`, defaults to 10): fewest time points a pFC view may keep (at least 2); shorter
+            scans are rejected with an error that names them. With ``pfc_mask_way="crop"``, ``pfc_crop_length``
+            must be at least this.
         atlas_name (`str`, *optional*), roi_names (`list[str]`, *optional*): the parcellation the checkpoint
             expects; inputs are checked against ``num_rois``.
         classifier_hidden_sizes (`list[int]`, defaults to ``[256, 32]``) and classifier_dropout (0.3): the
@@ -102,6 +109,9 @@ class BrainMassConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-5
     readout_dim: int = 8
     readout_negative_slope: float = 0.01
+    masked_roi_head_negative_slope: float = 0.01
+    classifier_negative_slope: float = 0.01
+    num_prefix_tokens: int = 2
     projection_hidden_size: int | None = None
     projection_size: int = 1024
     predictor_hidden_size: int = 2048
@@ -137,8 +147,17 @@ class BrainMassConfig(PreTrainedConfig):
         self._check()
 
     def _check(self):
-        from .connectivity import FC_KINDS, PFC_MASK_WAYS
+        """Range checks, one ``ValueError`` per problem naming the field, the value and what is allowed."""
+        from transformers.activations import ACT2FN
 
+        from .connectivity import FC_KINDS, PFC_MASK_WAYS, min_scan_length
+
+        for name in ("num_rois", "num_hidden_layers", "num_attention_heads", "intermediate_size", "readout_dim",
+                     "projection_hidden_size", "projection_size", "predictor_hidden_size",
+                     "masked_roi_head_hidden_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
         if self.num_rois < 2:
             raise ValueError(f"num_rois must be at least 2; got {self.num_rois}.")
         if self.num_rois % self.num_attention_heads != 0:
@@ -147,12 +166,24 @@ class BrainMassConfig(PreTrainedConfig):
                 f"num_attention_heads={self.num_attention_heads} does not divide num_rois={self.num_rois} "
                 f"(the model width is the ROI count). Choose one of {divisors}."
             )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not a transformers activation; use one of "
+                             f"{sorted(ACT2FN)}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "pfc_drop_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}.")
+        if not 0.0 <= self.ema_momentum <= 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1] (0.996 in the paper); got {self.ema_momentum}.")
+        if self.num_prefix_tokens not in (0, 1, 2):
+            raise ValueError(f"num_prefix_tokens must be 0, 1 (cls) or 2 (cls + dist); got {self.num_prefix_tokens}.")
         if self.fc_kind not in FC_KINDS:
             raise ValueError(f"fc_kind must be one of {FC_KINDS}; got {self.fc_kind!r}.")
         if self.pfc_mask_way not in PFC_MASK_WAYS:
             raise ValueError(f"pfc_mask_way must be one of {PFC_MASK_WAYS}; got {self.pfc_mask_way!r}.")
-        if not 0.0 <= self.pfc_drop_ratio < 1.0:
-            raise ValueError(f"pfc_drop_ratio must be in [0, 1); got {self.pfc_drop_ratio}.")
+        if self.min_timepoints < 2:
+            raise ValueError(f"min_timepoints must be at least 2 (a correlation needs two points); got "
+                             f"{self.min_timepoints}.")
+        min_scan_length(self)  # raises when no scan could give a long enough pFC view (crop shorter than the minimum)
         for name in ("mrm_num_masked", "mrc_num_masked"):
             k = getattr(self, name)
             if not 1 <= k <= self.num_rois:

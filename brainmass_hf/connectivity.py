@@ -14,8 +14,9 @@ FC kinds
   ``sklearn.covariance.LedoitWolf``), then converted to a correlation (unit diagonal). For standardised
   signals this is the Pearson matrix with its off-diagonal scaled by ``1 - shrinkage``.
 
-Constant ROIs (standard deviation below ``1e-8`` over the valid time points) get zero correlation with every
-other ROI and 1 on the diagonal, as nilearn gives; they are never NaN. :func:`count_constant_rois` counts them.
+Constant ROIs (standard deviation below :data:`brainmass_hf.validation.CONSTANT_ROI_STD` over the valid time
+points, the one constant-ROI rule) get zero correlation with every other ROI and 1 on the diagonal, as nilearn
+gives; they are never NaN. ``brainmass_hf.validation.count_constant_rois`` counts them.
 
 pFC (BrainMass, Yang et al., IEEE TMI 2024): drop a random, non-contiguous ``int(drop_ratio * T)`` of a
 scan's ``T`` valid time points and compute FC on the rest (``mask_way="drop"``, the paper's choice), or keep a
@@ -29,11 +30,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .validation import CONSTANT_ROI_STD
+
 __all__ = [
     "FC_KINDS",
     "PFC_MASK_WAYS",
     "pad_time_series",
-    "count_constant_rois",
     "functional_connectivity",
     "pseudo_fc_time_mask",
     "pseudo_functional_connectivity",
@@ -46,7 +48,6 @@ __all__ = [
 
 FC_KINDS = ("pearson", "ledoit_wolf")
 PFC_MASK_WAYS = ("drop", "crop")
-_CONSTANT_STD = 1e-8
 
 
 def _as_batch(time_series, time_mask):
@@ -102,20 +103,16 @@ def pad_time_series(
 
 
 def _centered(x: torch.Tensor, mask: torch.Tensor):
-    """Masked centring. Returns ``(xc [B,T,R] zero at invalid points, n [B] valid counts)``."""
-    w = mask.to(x.dtype).unsqueeze(-1)
+    """Masked centring. Returns ``(xc [B,T,R] zero at invalid points, n [B] valid counts)``.
+
+    Invalid points are replaced by zeros with ``torch.where`` before any arithmetic: padding may hold anything
+    (NaN included) and ``NaN * 0`` is NaN, so multiplying by the mask alone would leak it into the scan's FC."""
+    valid = mask.unsqueeze(-1)
+    x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    w = valid.to(x.dtype)
     n = w.sum(dim=1)  # [B, 1]
-    mean = (x * w).sum(dim=1, keepdim=True) / n.clamp_min(1).unsqueeze(1)
+    mean = x.sum(dim=1, keepdim=True) / n.clamp_min(1).unsqueeze(1)
     return (x - mean) * w, n.squeeze(-1)
-
-
-def count_constant_rois(time_series, time_mask=None) -> torch.Tensor:
-    """Number of ROIs whose signal is constant over the valid time points, per scan: ``(batch_size,)`` long."""
-    x, mask, squeeze = _as_batch(time_series, time_mask)
-    xc, n = _centered(x, mask)
-    std = (xc.pow(2).sum(dim=1) / n.clamp_min(1).unsqueeze(-1)).sqrt()
-    counts = (std < _CONSTANT_STD).sum(dim=-1)
-    return counts[0] if squeeze else counts
 
 
 def _ledoit_wolf_shrinkage(xs: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -156,13 +153,21 @@ def functional_connectivity(
     if kind not in FC_KINDS:
         raise ValueError(f"Unknown FC kind {kind!r}; choose one of {FC_KINDS}.")
     x, mask, squeeze = _as_batch(time_series, time_mask)
-    xc, n = _centered(x, mask)
-    if bool((n < 2).any()):
-        bad = torch.nonzero(n < 2).flatten().tolist()
+    lengths = mask.sum(dim=1)
+    if bool((lengths < 2).any()):  # a host sync, acceptable here: this is the public door, not the model's step
+        bad = torch.nonzero(lengths < 2).flatten().tolist()
         raise ValueError(f"FC needs at least 2 valid time points per scan; scans at batch positions {bad} have fewer.")
+    fc = _fc(x, mask, kind, fisher_z)
+    return fc[0] if squeeze else fc
+
+
+def _fc(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch.Tensor:
+    """FC of a batch ``x`` ``(B, T, R)`` float with ``mask`` ``(B, T)`` bool; no value checks, no host sync (the
+    model's path: its inputs were validated where they entered). Returns ``(B, R, R)``."""
+    xc, n = _centered(x, mask)
     # z-score each ROI (ddof=1, as nilearn's "zscore_sample"); constant ROIs become all-zero columns.
     std = (xc.pow(2).sum(dim=1) / (n - 1).unsqueeze(-1)).sqrt()  # [B, R]
-    constant = std < _CONSTANT_STD
+    constant = std < CONSTANT_ROI_STD
     xs = xc / torch.where(constant, torch.ones_like(std), std).unsqueeze(1)
     xs = xs.masked_fill(constant.unsqueeze(1), 0.0)
     cov = xs.transpose(1, 2) @ xs / n.to(x.dtype)[:, None, None]  # diag (n-1)/n for non-constant ROIs
@@ -179,7 +184,7 @@ def functional_connectivity(
     fc = fc.masked_fill(eye, 1.0)
     if fisher_z:
         fc = torch.atanh(fc.clamp(-1 + 1e-6, 1 - 1e-6)).masked_fill(eye, 0.0)
-    return fc[0] if squeeze else fc
+    return fc
 
 
 def num_timepoints_after_drop(num_timepoints: int, drop_ratio: float) -> int:
@@ -281,26 +286,22 @@ def connectivity_view(time_series, time_mask=None, *, settings, pfc: bool, gener
     ``fc_kind``, ``fisher_z``, ``pfc_drop_ratio``, ``pfc_mask_way`` and ``pfc_crop_length`` (a ``BrainMassConfig``
     or a ``BrainMassFeatureExtractor``), so a checkpoint's FC is computed one way everywhere.
 
+    Shapes as :func:`functional_connectivity`. This is the model's path: it checks shapes but not values (no host
+    synchronisation, nothing that breaks ``torch.compile``), so every scan must already have passed the entry-point
+    checks (:mod:`brainmass_hf.validation`, the feature extractor, the collators): finite values and enough valid
+    time points. Values at padded time points (``time_mask`` False) are ignored, whatever they are.
+
     Always computed in float32 with autocast off: under fp16 autocast the Ledoit-Wolf sums overflow, and under bf16
     the FC would be off by ~2e-3 from nilearn's."""
     x = torch.as_tensor(time_series)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return _connectivity_view(x.float(), time_mask, settings, pfc, generator)
-
-
-def _connectivity_view(time_series, time_mask, settings, pfc, generator):
-    if not pfc:
-        return functional_connectivity(time_series, time_mask, kind=settings.fc_kind, fisher_z=settings.fisher_z)
-    return pseudo_functional_connectivity(
-        time_series,
-        time_mask,
-        drop_ratio=settings.pfc_drop_ratio,
-        kind=settings.fc_kind,
-        mask_way=settings.pfc_mask_way,
-        crop_length=settings.pfc_crop_length,
-        fisher_z=settings.fisher_z,
-        generator=generator,
-    )
+        x, mask, squeeze = _as_batch(x.float(), time_mask)
+        if pfc:
+            mask = pseudo_fc_time_mask(
+                mask, settings.pfc_drop_ratio, settings.pfc_mask_way, settings.pfc_crop_length, generator
+            )
+        fc = _fc(x, mask, settings.fc_kind, settings.fisher_z)
+    return fc[0] if squeeze else fc
 
 
 def fc_upper_triangle(fc) -> torch.Tensor:

@@ -24,10 +24,17 @@ __all__ = ["DataCollatorForPseudoFC", "DataCollatorForConnectomeClassification"]
 _PLACES = ("model", "collator")
 
 
-def _scans_and_ids(features: list[dict]) -> tuple[list[np.ndarray], list[str] | None]:
+def _scans_and_ids(features: list[dict]) -> tuple[list, list[str] | None]:
+    """The rows' scans, as given, and their ids for error messages. No dtype cast here: the feature extractor
+    validates the raw values (:func:`brainmass_hf.validation.validate_time_series`: complex, beyond float32, NaN,
+    too short, wrong R) before it casts, so each bad scan is named instead of silently altered."""
     if not features or "time_series" not in features[0]:
-        raise ValueError("Each row must have a 'time_series' entry (time × ROI); check the dataset's columns.")
-    scans = [np.asarray(f["time_series"], dtype=np.float32) for f in features]
+        columns = sorted(features[0]) if features else []
+        raise ValueError(
+            f"Each row must have a 'time_series' entry (time × ROI); the rows have {columns}. Rename the scan "
+            "column to 'time_series' (dataset.rename_column)."
+        )
+    scans = [f["time_series"] for f in features]
     ids = [str(f["subject_id"]) for f in features] if "subject_id" in features[0] else None
     return scans, ids
 

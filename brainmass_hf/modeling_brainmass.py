@@ -13,8 +13,8 @@ evaluation. See ``data_collator.py`` for the measurement behind that choice.
 
 from __future__ import annotations
 
-import copy
-import math
+import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_brainmass import BrainMassConfig
 from .connectivity import connectivity_view
@@ -93,55 +95,40 @@ def _gather_rows(x: torch.Tensor, indices: torch.LongTensor) -> torch.Tensor:
     return x.gather(1, indices.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def _check_connectivity(connectivity: torch.Tensor, config: BrainMassConfig, name: str = "connectivity"):
+# Shape checks only. Values (NaN/Inf, too-short scans) are checked once where data enters -- the feature extractor,
+# the collators, `brainmass_hf.validation` -- because a value check here would synchronise with the host and break
+# `torch.compile` graphs on every step. Shapes are known on the host, so these checks are free.
+def _check_connectivity_shape(connectivity: torch.Tensor, config: BrainMassConfig, name: str = "connectivity"):
     r = config.num_rois
-    if connectivity.dim() != 3 or connectivity.shape[1:] != (r, r):
+    if connectivity.dim() != 3 or tuple(connectivity.shape[1:]) != (r, r):
         atlas = f" (atlas {config.atlas_name})" if config.atlas_name else ""
+        hint = " Add a batch dimension: connectivity[None]." if connectivity.dim() == 2 else ""
         raise ValueError(
-            f"{name} must have shape (batch_size, {r}, {r}) for this model{atlas}; got {tuple(connectivity.shape)}. "
-            f"Use time series parcellated with the atlas the checkpoint was trained on."
+            f"{name} must have shape (batch_size, {r}, {r}) for this model{atlas}; got {tuple(connectivity.shape)}."
+            f"{hint} Use time series parcellated with the atlas the checkpoint was trained on."
         )
-    if not torch.isfinite(connectivity).all():
-        bad = (~torch.isfinite(connectivity)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"{name} holds NaN or Inf values in batch positions {bad}; check those scans' time series.")
 
 
-def _check_time_series(time_series: torch.Tensor, time_mask, config: BrainMassConfig, drop: bool):
-    if time_series.dim() != 3 or time_series.shape[-1] != config.num_rois:
+def _check_time_series_shape(time_series: torch.Tensor, time_mask, config: BrainMassConfig):
+    r = config.num_rois
+    if time_series.dim() != 3 or time_series.shape[-1] != r:
+        hint = " Add a batch dimension (time_series[None])." if time_series.dim() == 2 else ""
         raise ValueError(
-            f"time_series must have shape (batch_size, num_timepoints, {config.num_rois}); got "
-            f"{tuple(time_series.shape)}. The checkpoint expects {config.num_rois} ROIs."
+            f"time_series must have shape (batch_size, num_timepoints, {r}); got {tuple(time_series.shape)}. The "
+            f"checkpoint expects {r} ROIs (time × ROI per scan).{hint} BrainMassFeatureExtractor pads and checks scans."
         )
-    valid = time_series.isfinite().all(dim=-1)
-    if time_mask is not None:
-        valid = valid | ~time_mask.bool()
-    if not valid.all():
-        bad = (~valid).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"time_series holds NaN or Inf values in batch positions {bad}; fix or drop those scans.")
-    lengths = time_series.shape[1] if time_mask is None else time_mask.sum(dim=1)
-    lengths = torch.as_tensor(lengths).reshape(-1)
-    kept = lengths - (lengths.double() * config.pfc_drop_ratio).floor().long() if drop else lengths
-    if (kept < config.min_timepoints).any():
-        bad = (kept < config.min_timepoints).nonzero().flatten().tolist()
+    if time_mask is not None and tuple(time_mask.shape) != tuple(time_series.shape[:2]):
         raise ValueError(
-            f"Scans at batch positions {bad} keep fewer than min_timepoints={config.min_timepoints} time points"
-            f"{' after the pFC drop' if drop else ''}; use longer scans or lower config.min_timepoints."
+            f"time_mask must have shape (batch_size, num_timepoints) = {tuple(time_series.shape[:2])} to match "
+            f"time_series; got {tuple(time_mask.shape)}. Pass the time_mask that pad_time_series returned."
         )
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Attention, feed-forward, layer, encoder
 # ----------------------------------------------------------------------------------------------------------------
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-):
+def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0, **kwargs):
     """Plain softmax attention. ``query/key/value``: ``(batch, heads, tokens, head_dim)``.
     Returns ``(output (batch, tokens, heads, head_dim), weights (batch, heads, tokens, tokens))``."""
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -174,17 +161,14 @@ class BrainMassSelfAttention(nn.Module):
         qkv = self.in_proj(hidden_states).view(batch, tokens, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         attention_interface: Callable = eager_attention_forward
-        if not output_attentions and self.config._attn_implementation != "eager":
+        # On CPU, SDPA with dropout is slower than the eager softmax + F.dropout (same maths, same dropout on the
+        # attention weights): 10-25 % per attention forward + backward on a 2-core CPU (issue 9 item 3). On
+        # accelerators, or without dropout, SDPA's fused kernels win.
+        cpu_dropout = self.training and self.attention_dropout > 0 and hidden_states.device.type == "cpu"
+        if not (output_attentions or cpu_dropout) and self.config._attn_implementation != "eager":
             attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
-        output, weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            None,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-        )
+        dropout = self.attention_dropout if self.training else 0.0
+        output, weights = attention_interface(self, query, key, value, None, dropout=dropout, scaling=self.scaling)
         output = self.out_proj(output.reshape(batch, tokens, -1))
         return output, weights
 
@@ -225,7 +209,6 @@ class BrainMassEncoder(nn.Module):
     def __init__(self, config: BrainMassConfig):
         super().__init__()
         self.layers = nn.ModuleList([BrainMassLayer(config) for _ in range(config.num_hidden_layers)])
-        self.gradient_checkpointing = False
 
     def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False):
         """``hidden_states`` ``(batch, tokens, R)`` → ``(last (batch, tokens, R), all_hidden or None, attentions or None)``."""
@@ -270,7 +253,7 @@ class BrainMassMaskedRoiHead(nn.Sequential):
     def __init__(self, config: BrainMassConfig):
         super().__init__(
             nn.Linear(config.num_rois, config.masked_roi_head_hidden_size),
-            nn.LeakyReLU(),
+            nn.LeakyReLU(config.masked_roi_head_negative_slope),
             nn.Linear(config.masked_roi_head_hidden_size, config.num_rois),
         )
 
@@ -288,38 +271,104 @@ class BrainMassPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_attention_backend = True
+    # Every loss here is a mean over the micro-batch and takes no `num_items_in_batch`: the Trainer must divide it by
+    # the accumulation steps itself (and not scale it by the world size). Stated, not inferred from the signature.
+    accepts_loss_kwargs = False
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Push weights, config, feature extractor, code and the BrainMass model card (``brainmass_hf.hub``), not
+        transformers' generic card. Without the package (a model loaded as remote code), transformers' own push."""
+        try:
+            # by name, not `from .hub import`: a relative import would make hub.py part of the shipped remote code
+            hub = importlib.import_module("brainmass_hf.hub")
+        except ModuleNotFoundError:
+            return super().push_to_hub(repo_id, **kwargs)
+        return hub.push_model_to_hub(self, repo_id, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):
-        # PyTorch's own initialisation, as in torch.nn.TransformerEncoderLayer and the authors' code.
+        # PyTorch's own initialisation, as in torch.nn.TransformerEncoderLayer and the authors' code. The
+        # `transformers.initialization` functions skip tensors that `from_pretrained` already loaded; everything the
+        # checkpoint does not hold (the position table, BatchNorm statistics of missing heads) is rebuilt here.
         if isinstance(module, BrainMassSelfAttention):
-            nn.init.xavier_uniform_(module.in_proj.weight)
-            nn.init.zeros_(module.in_proj.bias)
-            nn.init.zeros_(module.out_proj.bias)
-        elif isinstance(module, nn.Linear):
-            module.reset_parameters()
-        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)):
-            module.reset_parameters()
+            init.xavier_uniform_(module.in_proj.weight)
+            init.zeros_(module.in_proj.bias)
+            init.zeros_(module.out_proj.bias)
+        elif isinstance(module, (nn.Linear, nn.LayerNorm)):
+            module.reset_parameters()  # its torch.nn.init calls are guarded by from_pretrained
+        elif isinstance(module, nn.BatchNorm1d):
+            # not `reset_parameters()`: its running-statistics reset is unguarded and would wipe loaded statistics
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
         elif isinstance(module, BrainMassForPreTraining):
-            for token in (module.cls_token, module.dist_token, module.mask_embedding):
-                nn.init.xavier_normal_(token)
+            for token in (*module.prefix_tokens(), module.mask_embedding):
+                init.xavier_normal_(token)
+            table = sinusoidal_position_table(*module.position_embeddings.shape[1:])
+            init.copy_(module.position_embeddings, table[None])
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, allow_partial_loading: bool = False,
+                        **kwargs):
+        """``PreTrainedModel.from_pretrained`` that refuses a checkpoint lacking encoder weights the config needs
+        (e.g. fewer layers than ``num_hidden_layers``), and re-applies what the weights do not hold (frozen EMA
+        target, frozen masked-ROI modules, a target copied from the online network when the folder has none).
+
+        Args:
+            allow_partial_loading (`bool`, defaults to `False`): keep the encoder weights the checkpoint lacks at
+                their random initialisation instead of raising (e.g. to grow a model by adding layers).
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
+                                                  output_loading_info=True, **kwargs)
+        except Exception as error:
+            # safetensors' own message ("incomplete metadata, file not fully covered") names neither file nor fix;
+            # matched by module name because remote code may import only torch, transformers and numpy
+            unreadable = type(error).__module__.startswith("safetensors") or (
+                isinstance(error, OSError) and "not a valid JSON" in str(error))
+            if not unreadable:
+                raise
+            raise OSError(
+                f"Cannot read the checkpoint {pretrained_model_name_or_path}: {error} The file is truncated or "
+                "corrupt (an interrupted download or save): delete it (or its Hugging Face cache entry) and "
+                "download or save the checkpoint again."
+            ) from error
+        model._after_loading(set(info["missing_keys"]), str(pretrained_model_name_or_path), allow_partial_loading)
+        return (model, info) if output_loading_info else model
+
+    def _after_loading(self, missing_keys: set[str], source: str, allow_partial_loading: bool):
+        """Runs after every ``from_pretrained`` with the keys the checkpoint lacked (model-relative names)."""
+        prefix = "" if isinstance(self, BrainMassModel) else f"{self.base_model_prefix}."
+        missing = sorted(k for k in missing_keys if k.startswith((f"{prefix}encoder.", f"{prefix}readout.")))
+        if missing and not allow_partial_loading:
+            layers = sorted({int(m.group(1)) for k in missing if (m := re.search(r"encoder\.layers\.(\d+)\.", k))})
+            what = f"encoder layers {layers} (config num_hidden_layers={self.config.num_hidden_layers})" if layers \
+                else f"{len(missing)} encoder weights (e.g. {missing[0]})"
+            raise ValueError(
+                f"The checkpoint {source} has no weights for {what}: they would stay random. Load it with its own "
+                "config (do not override num_hidden_layers), or pass allow_partial_loading=True to from_pretrained "
+                "to keep them randomly initialised on purpose."
+            )
 
     def _connectivity_from_inputs(self, connectivity, time_series, time_mask, pfc: bool, generator=None):
-        """FC ``(batch, R, R)`` from either input; a pFC view when ``pfc`` (``config.pfc_*``), else full FC."""
+        """FC ``(batch, R, R)`` from either input; a pFC view when ``pfc`` (``config.pfc_*``), else full FC.
+        FC is computed on the model's device; no value checks (see ``_check_connectivity_shape``)."""
+        if (connectivity is None) == (time_series is None):
+            raise ValueError("Pass exactly one of connectivity (batch_size, R, R) or time_series (batch_size, T, R).")
+        # one weight's device/dtype, not `self.device` (which walks every parameter on each call)
+        weight = (self if isinstance(self, BrainMassModel) else self.brainmass).readout.dense.weight
         if connectivity is not None:
-            if time_series is not None:
-                raise ValueError("Pass either connectivity or time_series, not both.")
-            connectivity = connectivity.to(self.dtype)
-            _check_connectivity(connectivity, self.config)
-            return connectivity
-        if time_series is None:
-            raise ValueError("Pass connectivity (batch, R, R) or time_series (batch, T, R).")
-        time_series = time_series.to(device=self.device, dtype=torch.float32)
+            _check_connectivity_shape(connectivity, self.config)
+            return connectivity.to(device=weight.device, dtype=weight.dtype)
+        _check_time_series_shape(time_series, time_mask, self.config)
+        time_series = time_series.to(weight.device)
         if time_mask is not None:
-            time_mask = time_mask.to(self.device)
-        _check_time_series(time_series, time_mask, self.config, drop=pfc)
+            time_mask = time_mask.to(weight.device)
         fc = connectivity_view(time_series, time_mask, settings=self.config, pfc=pfc, generator=generator)
-        return fc.to(self.dtype)
+        return fc.to(weight.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -332,7 +381,7 @@ class BrainMassModel(BrainMassPreTrainedModel):
     evaluates downstream.
     """
 
-    # a pretraining checkpoint holds the online encoder under this model's names plus the pretraining-only parts
+    # a pretraining or classification checkpoint holds the encoder under this model's names plus their own parts
     _keys_to_ignore_on_load_unexpected = [
         r"^(projection|predictor|target_encoder|target_projection|mrm_head|mrc_head|classifier)\.",
         r"^(cls_token|dist_token|mask_embedding)$",
@@ -344,6 +393,7 @@ class BrainMassModel(BrainMassPreTrainedModel):
         self.readout = BrainMassReadout(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         connectivity: torch.Tensor | None = None,
@@ -351,18 +401,17 @@ class BrainMassModel(BrainMassPreTrainedModel):
         time_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling | tuple:
+    ) -> BaseModelOutputWithPooling:
         """
         Args:
             connectivity: FC matrices ``(batch_size, num_rois, num_rois)``.
             time_series: alternatively ROI signals ``(batch_size, num_timepoints, num_rois)``; FC is computed here
                 (a pFC view in training mode, full FC in eval mode) with the config's FC settings.
-            time_mask: bool ``(batch_size, num_timepoints)`` for padded ``time_series``.
+            time_mask: bool ``(batch_size, num_timepoints)`` for padded ``time_series`` (``True`` = valid).
             output_attentions: return per-layer attention maps ``(batch_size, heads, num_rois, num_rois)``
                 (computed with eager attention).
             output_hidden_states: return the input and every layer's output ``(batch_size, num_rois, num_rois)``.
+            return_dict: ``False`` gives a tuple (handled by ``can_return_tuple``).
         Returns:
             ``BaseModelOutputWithPooling`` with ``last_hidden_state`` ``(batch_size, num_rois, num_rois)`` and
             ``pooler_output`` ``(batch_size, num_rois * readout_dim)``.
@@ -371,14 +420,10 @@ class BrainMassModel(BrainMassPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         connectivity = self._connectivity_from_inputs(connectivity, time_series, time_mask, pfc=self.training)
         last, hidden, attentions = self.encoder(connectivity, output_attentions, output_hidden_states)
-        pooled = self.readout(last)
-        if not return_dict:
-            return tuple(v for v in (last, pooled, hidden, attentions) if v is not None)
         return BaseModelOutputWithPooling(
-            last_hidden_state=last, pooler_output=pooled, hidden_states=hidden, attentions=attentions
+            last_hidden_state=last, pooler_output=self.readout(last), hidden_states=hidden, attentions=attentions
         )
 
 
@@ -390,18 +435,17 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
     classification (MRC, InfoNCE), SPEC §3.
 
     Modules: online encoder ``brainmass`` + projection ``projection`` (g); ``predictor`` (q); the EMA target
-    ``target_encoder`` + ``target_projection`` (no gradients; updated by :meth:`update_target`, which
-    :class:`~brainmass_hf.training.EMATargetCallback` calls after every optimizer step); ``mrm_head`` and
-    ``mrc_head``; ``cls_token``, ``dist_token``, ``mask_embedding`` (``(1, 1, R)`` each); a fixed sinusoidal
-    position table for ``R + 2`` positions. The target is part of the state dict, so training checkpoints
-    resume exactly. :meth:`save_encoder` writes the online encoder as a :class:`BrainMassModel` checkpoint.
+    ``target_encoder`` + ``target_projection`` (no gradients; updated by :meth:`update_target` after every optimizer
+    step); ``mrm_head`` and ``mrc_head``; ``config.num_prefix_tokens`` learned tokens (``cls_token``, ``dist_token``)
+    and ``mask_embedding`` (``(1, 1, R)`` each); a fixed sinusoidal position table ``(1, R + prefix, R)``, a
+    non-persistent buffer that ``_init_weights`` rebuilds on every load. The target is part of the state dict, so
+    training checkpoints resume exactly; a folder without one (an encoder checkpoint) gets a copy of the online
+    network. :meth:`save_encoder` writes the online encoder as a :class:`BrainMassModel` checkpoint.
     """
-
-    _keys_to_ignore_on_load_unexpected = [r"position_embeddings"]
 
     def __init__(self, config: BrainMassConfig):
         super().__init__(config)
-        r = config.num_rois
+        r, num_prefix = config.num_rois, config.num_prefix_tokens
         self.brainmass = BrainMassModel(config)
         self.projection = BrainMassMLPHead(config.pooled_size, config.projection_hidden_size, config.projection_size)
         self.predictor = BrainMassMLPHead(config.projection_size, config.predictor_hidden_size, config.projection_size)
@@ -411,15 +455,13 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         )
         self.mrm_head = BrainMassMaskedRoiHead(config)
         self.mrc_head = BrainMassMaskedRoiHead(config)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, r))
-        self.dist_token = nn.Parameter(torch.zeros(1, 1, r))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, r)) if num_prefix >= 1 else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, r)) if num_prefix >= 2 else None
         self.mask_embedding = nn.Parameter(torch.zeros(1, 1, r))
-        self.register_buffer("position_embeddings", sinusoidal_position_table(r + 2, r)[None], persistent=False)
+        self.register_buffer("position_embeddings", torch.empty(1, r + num_prefix, r), persistent=False)
         self.post_init()
         self.reset_target()
-        if not config.train_masked_roi_modules:
-            for p in self.masked_roi_parameters():
-                p.requires_grad_(False)
+        self._freeze()
 
     # -- EMA target -------------------------------------------------------------------------------------------
     def online_modules(self) -> tuple[nn.Module, nn.Module]:
@@ -428,29 +470,61 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
     def target_modules(self) -> tuple[nn.Module, nn.Module]:
         return self.target_encoder, self.target_projection
 
+    def prefix_tokens(self) -> list[nn.Parameter]:
+        """The learned tokens prepended to the masked-ROI sequences (cls, dist), ``config.num_prefix_tokens``."""
+        return [t for t in (self.cls_token, self.dist_token) if t is not None]
+
     def masked_roi_parameters(self) -> list[nn.Parameter]:
         """The parameters only the masked-ROI objectives use (the authors' optimizer never updates them)."""
-        return [*self.mrm_head.parameters(), *self.mrc_head.parameters(), self.cls_token, self.dist_token,
-                self.mask_embedding]
+        return [*self.mrm_head.parameters(), *self.mrc_head.parameters(), *self.prefix_tokens(), self.mask_embedding]
 
-    def _paired_parameters(self):
+    def _paired_parameters(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         online = [p for m in self.online_modules() for p in m.parameters()]
         target = [p for m in self.target_modules() for p in m.parameters()]
         return online, target
 
+    def _paired_buffers(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        online = [b for m in self.online_modules() for b in m.buffers()]
+        target = [b for m in self.target_modules() for b in m.buffers()]
+        return online, target
+
+    def _freeze(self):
+        """Frozen parts, re-applied after every load (``from_pretrained`` builds fresh parameters)."""
+        for module in self.target_modules():
+            module.requires_grad_(False)
+        if not self.config.train_masked_roi_modules:
+            for p in self.masked_roi_parameters():
+                p.requires_grad_(False)
+
+    def _after_loading(self, missing_keys: set[str], source: str, allow_partial_loading: bool):
+        super()._after_loading(missing_keys, source, allow_partial_loading)
+        if any(k.startswith(("target_encoder.", "target_projection.")) for k in missing_keys):
+            self.reset_target()  # an encoder folder: the target starts as the online network, as in from_encoder
+        self._freeze()
+
     @torch.no_grad()
     def reset_target(self):
-        """Copy the online network into the target and freeze the target."""
+        """Copy the online network (parameters and BatchNorm statistics) into the target and freeze the target."""
         for online, target in zip(self.online_modules(), self.target_modules()):
             target.load_state_dict(online.state_dict())
             target.requires_grad_(False)
 
     @torch.no_grad()
     def update_target(self, momentum: float | None = None):
-        """EMA step on parameters: ``θ_target ← m · θ_target + (1 − m) · θ_online`` (``m = config.ema_momentum``)."""
+        """EMA step ``θ_target ← m · θ_target + (1 − m) · θ_online`` (``m = config.ema_momentum``) over every
+        parameter and floating-point buffer (BatchNorm running mean/var) of the online/target pair, in one
+        ``torch._foreach_lerp_`` call (one fused kernel per dtype, not a Python loop of small ops); integer buffers
+        (``num_batches_tracked``) are copied."""
         m = self.config.ema_momentum if momentum is None else momentum
         online, target = self._paired_parameters()
+        online_buffers, target_buffers = self._paired_buffers()
+        is_float = [b.is_floating_point() for b in online_buffers]
+        online += [b for b, f in zip(online_buffers, is_float) if f]
+        target += [b for b, f in zip(target_buffers, is_float) if f]
         torch._foreach_lerp_(target, online, 1.0 - m)
+        counters = [(t, o) for t, o, f in zip(target_buffers, online_buffers, is_float) if not f]
+        if counters:
+            torch._foreach_copy_([t for t, _ in counters], [o for _, o in counters])
 
     @classmethod
     def from_encoder(cls, encoder: BrainMassModel | str, **kwargs) -> "BrainMassForPreTraining":
@@ -473,35 +547,35 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         return 2.0 - 2.0 * F.cosine_similarity(prediction, target.detach(), dim=-1)
 
     def _mask_tokens(self, connectivity: torch.Tensor, num_masked: int, generator=None):
-        """Masked token sequence ``(B, R + 2, R)`` and the masked ROI indices ``(B, k)``. Mask, then prepend
-        cls/dist, then add positions (the authors' order, so each masked slot keeps its position)."""
+        """Masked token sequence ``(B, prefix + R, R)`` and the masked ROI indices ``(B, k)``. Mask, then prepend
+        the prefix tokens, then add positions (the authors' order, so each masked slot keeps its position)."""
         batch, r, _ = connectivity.shape
         indices = random_masked_roi_indices(batch, r, num_masked, connectivity.device, generator)
         is_masked = torch.zeros(batch, r, dtype=torch.bool, device=connectivity.device).scatter_(1, indices, True)
         tokens = torch.where(is_masked[..., None], self.mask_embedding.to(connectivity.dtype), connectivity)
-        tokens = torch.cat(
-            [self.cls_token.expand(batch, -1, -1), self.dist_token.expand(batch, -1, -1), tokens], dim=1
-        )
+        prefix = [t.to(tokens.dtype).expand(batch, -1, -1) for t in self.prefix_tokens()]
+        tokens = torch.cat([*prefix, tokens], dim=1)
         return tokens + self.position_embeddings.to(tokens.dtype), indices
 
+    @can_return_tuple
     def forward(
         self,
         connectivity_view1: torch.Tensor | None = None,
         connectivity_view2: torch.Tensor | None = None,
         time_series: torch.Tensor | None = None,
         time_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BrainMassPreTrainingOutput | tuple:
+    ) -> BrainMassPreTrainingOutput:
         """
         Args:
             connectivity_view1, connectivity_view2: two pFC views ``(batch_size, num_rois, num_rois)``.
             time_series: alternatively ROI signals ``(batch_size, num_timepoints, num_rois)`` (+ ``time_mask``
                 ``(batch_size, num_timepoints)``); two independent pFC views are drawn here, on the model's device.
+                Inputs must have passed the entry-point checks (feature extractor / collator): no values are
+                checked here, so the step never waits for the host.
+            return_dict: ``False`` gives a tuple.
         Returns:
             :class:`BrainMassPreTrainingOutput` with the total ``loss`` and every part.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         cfg = self.config
         if time_series is not None:
             if connectivity_view1 is not None or connectivity_view2 is not None:
@@ -525,7 +599,8 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         # LRA: both views through the online encoder in one pass (no batch interaction in a transformer);
         # projection/predictor per view, so BatchNorm sees each view on its own, as in the authors' code.
         online = self.brainmass(connectivity=torch.cat([view1, view2])).pooler_output
-        pred1 = self.predictor(self.projection(online[:batch]))
+        projection1 = self.projection(online[:batch])
+        pred1 = self.predictor(projection1)
         pred2 = self.predictor(self.projection(online[batch:]))
         with torch.no_grad():
             target = self.target_encoder(connectivity=torch.cat([view1, view2])).pooler_output
@@ -537,7 +612,7 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         mrm_tokens, mrm_indices = self._mask_tokens(view1, cfg.mrm_num_masked)
         mrc_tokens, mrc_indices = self._mask_tokens(view1, cfg.mrc_num_masked)
         encoded, _, _ = self.brainmass.encoder(torch.cat([mrm_tokens, mrc_tokens]))
-        encoded_rois = encoded[:, 2:]
+        encoded_rois = encoded[:, cfg.num_prefix_tokens:]
         mrm_pred = self.mrm_head(_gather_rows(encoded_rois[:batch], mrm_indices))
         mrm_loss = F.mse_loss(mrm_pred, _gather_rows(view1, mrm_indices))
 
@@ -549,16 +624,11 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         mrc_accuracy = (picks == torch.arange(cfg.mrc_num_masked, device=picks.device)).float().mean()
 
         loss = cfg.lra_loss_weight * lra_loss + cfg.mrc_loss_weight * mrc_loss + cfg.mrm_loss_weight * mrm_loss
-        output = BrainMassPreTrainingOutput(
-            loss=loss,
-            lra_loss=lra_loss.detach(),
-            mrm_loss=mrm_loss.detach(),
-            mrc_loss=mrc_loss.detach(),
-            mrc_accuracy=mrc_accuracy.detach(),
-            online_projection=self.projection(online[:batch]).detach() if not self.training else None,
-            masked_roi_indices=mrm_indices,
+        return BrainMassPreTrainingOutput(
+            loss=loss, lra_loss=lra_loss.detach(), mrm_loss=mrm_loss.detach(), mrc_loss=mrc_loss.detach(),
+            mrc_accuracy=mrc_accuracy.detach(), masked_roi_indices=mrm_indices,
+            online_projection=None if self.training else projection1.detach(),
         )
-        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -566,11 +636,12 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------
 class BrainMassForConnectomeClassification(BrainMassPreTrainedModel):
     """Encoder + the authors' fine-tuning head: readout ``(B, 8R)`` → LeakyReLU → [Linear → BatchNorm1d →
-    LeakyReLU → Dropout(0.3)] for each of ``config.classifier_hidden_sizes`` (256, 32) → Linear(→ num_labels).
+    LeakyReLU → Dropout(0.3)] for each of ``config.classifier_hidden_sizes`` (256, 32) → Linear(→ num_labels);
+    slopes ``config.classifier_negative_slope``.
 
-    ``labels`` give a loss by ``config.problem_type``: ``"single_label_classification"`` (cross-entropy),
-    ``"multi_label_classification"`` (BCE with logits), ``"regression"`` (MSE); inferred from ``num_labels``
-    and the labels' dtype when unset, as in transformers.
+    ``labels`` give a loss by ``config.problem_type`` (transformers' ``ForSequenceClassificationLoss``):
+    ``"single_label_classification"`` (cross-entropy), ``"multi_label_classification"`` (BCE with logits),
+    ``"regression"`` (MSE); inferred from ``num_labels`` and the labels' dtype when unset.
     """
 
     def __init__(self, config: BrainMassConfig):
@@ -580,12 +651,14 @@ class BrainMassForConnectomeClassification(BrainMassPreTrainedModel):
         layers: list[nn.Module] = []
         width = config.pooled_size
         for hidden in config.classifier_hidden_sizes:
-            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(), nn.Dropout(config.classifier_dropout)]
+            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden),
+                       nn.LeakyReLU(config.classifier_negative_slope), nn.Dropout(config.classifier_dropout)]
             width = hidden
         layers.append(nn.Linear(width, config.num_labels))
         self.classifier = nn.Sequential(*layers)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         connectivity: torch.Tensor | None = None,
@@ -594,9 +667,7 @@ class BrainMassForConnectomeClassification(BrainMassPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> SequenceClassifierOutput:
         """
         Args:
             connectivity: FC ``(batch_size, num_rois, num_rois)``, or ``time_series``
@@ -604,41 +675,20 @@ class BrainMassForConnectomeClassification(BrainMassPreTrainedModel):
                 in eval mode — the authors' protocol).
             labels: ``(batch_size,)`` class indices, ``(batch_size, num_labels)`` multi-hot, or
                 ``(batch_size,)``/``(batch_size, num_labels)`` floats for regression.
+            return_dict: ``False`` gives a tuple.
         Returns:
-            ``SequenceClassifierOutput`` with ``logits`` ``(batch_size, num_labels)``.
+            ``SequenceClassifierOutput`` with ``logits`` ``(batch_size, num_labels)`` and the batch-mean ``loss``.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.brainmass(
-            connectivity=connectivity,
-            time_series=time_series,
-            time_mask=time_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(F.leaky_relu(outputs.pooler_output))
+        outputs = self.brainmass(connectivity=connectivity, time_series=time_series, time_mask=time_mask,
+                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classifier(F.leaky_relu(outputs.pooler_output, self.config.classifier_negative_slope))
         loss = None
         if labels is not None:
-            labels = labels.to(logits.device)
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1), labels.float().view(logits.squeeze(-1).shape))
-            elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1).long())
-            elif self.config.problem_type == "multi_label_classification":
-                loss = F.binary_cross_entropy_with_logits(logits, labels.float())
-            else:
-                raise ValueError(f"Unknown problem_type {self.config.problem_type!r}.")
-        if not return_dict:
-            out = (logits, outputs.hidden_states, outputs.attentions)
-            out = tuple(v for v in out if v is not None)
-            return ((loss,) + out) if loss is not None else out
+            if not labels.is_floating_point():
+                labels = labels.long()
+            if self.num_labels == 1 or self.config.problem_type in ("regression", "multi_label_classification"):
+                labels = labels.float()
+            loss = ForSequenceClassificationLoss(labels, logits, self.config)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

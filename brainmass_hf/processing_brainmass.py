@@ -7,7 +7,6 @@ pFC drop ratio) so a user's scans are turned into FC exactly as in pretraining. 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,11 +15,18 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .configuration_brainmass import BrainMassConfig
-from .connectivity import FC_KINDS, connectivity_view, num_timepoints_after_drop, pad_time_series
+from .connectivity import FC_KINDS, connectivity_view, min_scan_length, pad_time_series
+from .validation import validate_time_series
 
 __all__ = ["BrainMassFeatureExtractor", "VIEWS"]
 
 VIEWS = ("full", "pfc", "time_series")
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    # numpy has no bfloat16/float16 halves worth keeping; float32 holds them exactly
+    return (tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor).numpy()
 
 
 class BrainMassFeatureExtractor(FeatureExtractionMixin):
@@ -85,23 +91,20 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
             roi_names=config.roi_names,
         )
 
-    def validate(self, time_series: Sequence[np.ndarray], subject_ids: Sequence[str] | None = None, drop: bool = True):
-        """Checks scans before any computation; raises one ``ValueError`` naming the scans and the fix.
+    def validate(
+        self, time_series: Sequence[np.ndarray], subject_ids: Sequence[str] | None = None, drop: bool = True
+    ) -> list[np.ndarray]:
+        """Checks scans before any computation and returns them as float32 ``(T_i, R)`` arrays.
 
-        ``drop``: the scans must keep ``min_timepoints`` after the pFC drop (pretraining / training views).
+        Raises one :class:`~brainmass_hf.validation.BrainMassDataError` (a ``ValueError``) naming every bad scan
+        and the fix. ``drop``: the scans feed pFC views, so each needs ``connectivity.min_scan_length(self)`` time
+        points (the length whose view still keeps ``min_timepoints``); otherwise ``min_timepoints``.
         """
-        from .data import BrainMassDataWarning, validate_time_series
-
-        needed = self.min_timepoints
-        if drop and self.pfc_mask_way == "drop":
-            # the shortest T whose pFC view still keeps min_timepoints points
-            while num_timepoints_after_drop(needed, self.pfc_drop_ratio) < self.min_timepoints:
-                needed += 1
-        ids = list(subject_ids) if subject_ids is not None else [f"scan #{i}" for i in range(len(time_series))]
-        with warnings.catch_warnings():
+        return validate_time_series(
+            time_series, subject_ids, num_rois=self.num_rois, min_timepoints=min_scan_length(self, pfc=drop),
             # constant ROIs were reported when the data was loaded; repeating it for every batch is noise
-            warnings.simplefilter("ignore", BrainMassDataWarning)
-            validate_time_series(list(time_series), ids, num_rois=self.num_rois, min_timepoints=needed)
+            warn_constant_rois=False,
+        )
 
     def __call__(
         self,
@@ -129,9 +132,12 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
             time_series = [time_series]
         elif isinstance(time_series, (np.ndarray, torch.Tensor)) and time_series.ndim == 3:
             time_series = list(time_series)
-        scans = [np.asarray(ts.cpu() if isinstance(ts, torch.Tensor) else ts, dtype=np.float32) for ts in time_series]
+        # no dtype here: a cast would drop a complex part or turn values beyond float32 into inf unseen
+        scans = [_to_numpy(ts) if isinstance(ts, torch.Tensor) else ts for ts in time_series]
         if validate:
-            self.validate(scans, subject_ids, drop=view != "full")
+            scans = self.validate(scans, subject_ids, drop=view != "full")
+        else:
+            scans = [np.asarray(ts, dtype=np.float32) for ts in scans]
         padded, time_mask = pad_time_series(scans)
         if view == "time_series":
             data = {"time_series": padded, "time_mask": time_mask}

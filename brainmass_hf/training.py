@@ -1,28 +1,36 @@
 """Pretraining and fine-tuning with the Hugging Face ``Trainer``.
 
-* :class:`EMATargetCallback` updates the BYOL target after every optimizer step.
-* :class:`GradientValueClipCallback` clips gradients by value (the authors clip by value at 1).
-* :class:`BrainMassPretrainingTrainer` logs every loss part and uses the authors' warm-up: epoch ``i`` of the
-  first ``warmup_epochs`` runs at ``i / warmup_epochs · lr`` (1-based), then the rate stays constant.
-* :func:`pretrain` and :func:`finetune` are the library entry points; :func:`pretrain_main` and
-  :func:`finetune_main` parse command lines with ``HfArgumentParser`` for ``brainmass pretrain|finetune``.
+* :class:`BrainMassTrainer` (fine-tuning, and the base of the pretraining trainer) never trains on a batch of one
+  scan (BatchNorm cannot), resumes from the last *complete* checkpoint, scales the loss correctly under gradient
+  accumulation, and converts BatchNorm to SyncBatchNorm on request when several processes train.
+* :class:`BrainMassPretrainingTrainer` owns the BYOL recipe: the EMA target update after every optimizer step
+  (:class:`EMATargetCallback`), clipping by value (:class:`GradientValueClipCallback`), loss-part logging, and the
+  authors' warm-up: epoch ``i`` of the first ``warmup_epochs`` runs at ``i / warmup_epochs · lr`` (1-based), then
+  the rate stays constant. It works the same in a user's own ``Trainer`` script as through :func:`pretrain`.
+* :func:`pretrain` and :func:`finetune` are the library entry points; they validate the whole dataset first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
+import datasets
 import numpy as np
 import torch
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.modeling_utils import unwrap_model
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
 
 from .configuration_brainmass import BrainMassConfig
-from .data import resolve_dataset
+from .data import validate_dataset
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
-from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining
+from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining, BrainMassModel
 from .processing_brainmass import BrainMassFeatureExtractor
 
 logger = logging.getLogger(__name__)
@@ -31,29 +39,31 @@ __all__ = [
     "EMATargetCallback",
     "GradientValueClipCallback",
     "BrainMassPretrainingArguments",
+    "BrainMassTrainer",
     "BrainMassPretrainingTrainer",
+    "epoch_warmup_lambda",
+    "last_complete_checkpoint",
     "pretrain",
     "finetune",
-    "pretrain_main",
-    "finetune_main",
     "LOSS_PARTS",
+    "AUTHORS_WARMUP_EPOCHS",
 ]
 
 LOSS_PARTS = ("lra_loss", "mrm_loss", "mrc_loss", "mrc_accuracy")
-
-
-def _unwrap(model):
-    while hasattr(model, "module"):
-        model = model.module
-    return model
+AUTHORS_WARMUP_EPOCHS = 10.0
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_CHECKPOINT = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+# Keys the pretraining trainer adds to each row so the collator can seed a batch's pFC draws (see _IndexedRows).
+_ROW_INDEX, _ROW_EPOCH = "_brainmass_row_index", "_brainmass_row_epoch"
 
 
 class EMATargetCallback(TrainerCallback):
-    """Calls ``model.update_target()`` after every optimizer step (``on_step_end``)."""
+    """Calls ``model.update_target()`` after every optimizer step (``on_step_end`` fires once per optimizer
+    step, not per micro-batch, under gradient accumulation)."""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is not None:
-            _unwrap(model).update_target()
+            unwrap_model(model).update_target()
 
 
 class GradientValueClipCallback(TrainerCallback):
@@ -70,7 +80,12 @@ class GradientValueClipCallback(TrainerCallback):
 @dataclass
 class BrainMassPretrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the authors' pretraining defaults (SPEC §4): AdamW, lr 3e-4, weight decay
-    5e-5, 10 warm-up epochs then constant, gradient clipping by value at 1, batch 64."""
+    5e-5, 10 warm-up epochs then constant, gradient clipping by value at 1, batch 64.
+
+    The epoch warm-up applies only while the schedule is the authors' (``lr_scheduler_type="constant"``,
+    ``warmup_steps=0``): set either and the ``Trainer``'s own scheduler runs; setting ``warmup_epochs > 0`` as well
+    is a conflict and raises.
+    """
 
     learning_rate: float = 3e-4
     weight_decay: float = 5e-5
@@ -82,14 +97,22 @@ class BrainMassPretrainingArguments(TrainingArguments):
     save_strategy: str = "epoch"
     save_total_limit: int | None = 2
     remove_unused_columns: bool = False
-    report_to: str | list[str] | None = "none"
-    warmup_epochs: float = field(default=10.0, metadata={"help": "Epoch i of these runs at i/warmup_epochs·lr."})
+    # None first, as in TrainingArguments: HfArgumentParser only parses `None | X | ...` unions in this order
+    report_to: None | str | list[str] = "none"
+    warmup_epochs: float | None = field(
+        default=None,
+        metadata={"help": "Epoch i of these runs at i/warmup_epochs·lr. Default: 10 (the authors') when "
+                  "lr_scheduler_type is 'constant' and warmup_steps is 0, else none."},
+    )
     clip_grad_value: float = field(default=1.0, metadata={"help": "Clip gradients by value (0 disables)."})
     compute_fc_on: str = field(default="model", metadata={"help": "'model' (on its device) or 'collator'."})
+    sync_batchnorm: bool = field(
+        default=False, metadata={"help": "SyncBatchNorm in the heads when several processes train (GPU only)."}
+    )
 
 
 def epoch_warmup_lambda(steps_per_epoch: int, warmup_epochs: float):
-    """LR factor per step: ``min(1, (epoch + 1) / warmup_epochs)`` with ``epoch = step // steps_per_epoch``."""
+    """LR factor per optimizer step: ``min(1, (epoch + 1) / warmup_epochs)`` with ``epoch = step // steps_per_epoch``."""
 
     def factor(step: int) -> float:
         if warmup_epochs <= 0:
@@ -99,15 +122,165 @@ def epoch_warmup_lambda(steps_per_epoch: int, warmup_epochs: float):
     return factor
 
 
-class BrainMassPretrainingTrainer(Trainer):
-    """``Trainer`` that logs ``lra_loss``, ``mrm_loss``, ``mrc_loss`` and ``mrc_accuracy`` beside ``loss`` and
-    applies the epoch-wise warm-up of :class:`BrainMassPretrainingArguments`."""
+def _epoch_warmup(args) -> float:
+    """The warm-up epochs to apply: never on top of a schedule the user chose (see the arguments' docstring)."""
+    warmup_epochs = getattr(args, "warmup_epochs", None) if isinstance(args, BrainMassPretrainingArguments) else 0.0
+    own_schedule = SchedulerType(args.lr_scheduler_type) != SchedulerType.CONSTANT or args.warmup_steps > 0
+    if warmup_epochs is None:
+        return 0.0 if own_schedule else AUTHORS_WARMUP_EPOCHS
+    if warmup_epochs > 0 and own_schedule:
+        raise ValueError(
+            f"warmup_epochs={warmup_epochs} conflicts with lr_scheduler_type={SchedulerType(args.lr_scheduler_type).value!r}"
+            f" / warmup_steps={args.warmup_steps}: set warmup_epochs=0 to use the Trainer's scheduler, or keep "
+            "lr_scheduler_type='constant' and warmup_steps=0 for the authors' epoch warm-up."
+        )
+    return float(warmup_epochs)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The highest ``checkpoint-N`` in ``output_dir`` holding model weights and ``trainer_state.json`` (which the
+    ``Trainer`` writes last, so a run killed while saving leaves a folder without it); None when there is none."""
+    found = []
+    for name in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+        folder, match = os.path.join(output_dir, name), _CHECKPOINT.fullmatch(name)
+        if (
+            match
+            and os.path.isfile(os.path.join(folder, "trainer_state.json"))
+            and any(os.path.isfile(os.path.join(folder, f)) for f in _WEIGHT_FILES)
+        ):
+            found.append((int(match.group(1)), folder))
+    return max(found)[1] if found else None
+
+
+def _numpy_rows(dataset):
+    """Rows as numpy arrays (variable-length ``time_series`` included), other columns as they are."""
+    if isinstance(dataset, datasets.Dataset):
+        return dataset.with_format("numpy", columns=["time_series"], output_all_columns=True)
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.with_format("numpy")
+    return dataset
+
+
+class BrainMassTrainer(Trainer):
+    """``Trainer`` for BrainMass models (``finetune`` uses it as is).
+
+    Beyond the ``Trainer``: ``datasets`` rows are read as numpy; a last training batch of one scan is dropped on
+    one process (BatchNorm cannot train on it; it is a different scan each shuffled epoch, and with several
+    processes accelerate completes the last batch from the epoch's start instead); the loss is divided by the
+    accumulation steps (BrainMass losses are batch means, whatever ``forward(**kwargs)`` suggests);
+    ``train(resume_from_checkpoint=True)`` takes the last complete checkpoint; ``sync_batchnorm=True`` converts
+    BatchNorm to ``torch.nn.SyncBatchNorm`` when the world size is above 1 (as the authors do; GPU only in torch).
+    """
+
+    def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None, *,
+                 sync_batchnorm: bool | None = None, **kwargs):
+        super().__init__(
+            model=model, args=args, data_collator=data_collator, train_dataset=_numpy_rows(train_dataset),
+            eval_dataset=_numpy_rows(eval_dataset) if eval_dataset is not None else None, **kwargs,
+        )
+        self.model_accepts_loss_kwargs = False
+        if sync_batchnorm is None:
+            sync_batchnorm = getattr(self.args, "sync_batchnorm", False)
+        self.uses_sync_batchnorm = bool(sync_batchnorm) and self.args.world_size > 1
+        if self.uses_sync_batchnorm:  # in place: the children are swapped, the model object stays
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+
+    def _last_batch_is_one_scan(self) -> bool:
+        dataset = self.train_dataset
+        if self.args.dataloader_drop_last or self.args.world_size > 1 or not has_length(dataset):
+            return False
+        return len(dataset) % self._train_batch_size == 1
+
+    def get_train_dataloader(self):
+        if not self._last_batch_is_one_scan():
+            return super().get_train_dataloader()
+        self.args.dataloader_drop_last = True  # only for this loader; the user's args are restored below
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = False
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"No complete checkpoint (checkpoint-N with trainer_state.json and model weights) in "
+                    f"{self.args.output_dir!r}; pass a checkpoint folder, or resume_from_checkpoint=None to start anew."
+                )
+        if self.uses_sync_batchnorm and self.args.device.type == "cpu":
+            raise ValueError("SyncBatchNorm runs on GPUs only (torch); on CPU train with sync_batchnorm=False.")
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+class _IndexedRows(torch.utils.data.Dataset):
+    """Map-style rows that carry their index and the epoch, so :class:`_BatchSeededCollator` can draw a batch's
+    pFC views from ``(seed, epoch, row indices)``. The data loader prefetches the next batch before a checkpoint
+    saves the RNG state, so draws from the global RNG in the collator make resume inexact; these do not."""
+
+    def __init__(self, rows):
+        self.rows, self.epoch = rows, 0
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return {**self.rows[int(index)], _ROW_INDEX: int(index), _ROW_EPOCH: self.epoch}
+
+
+@dataclass
+class _BatchSeededCollator:
+    collator: DataCollatorForPseudoFC
+    seed: int
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        entropy = [self.seed, int(features[0][_ROW_EPOCH])] + [int(f.pop(_ROW_INDEX)) for f in features]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+        return dataclasses.replace(self.collator, generator=torch.Generator().manual_seed(seed))(features)
+
+
+class _EpochToRows(TrainerCallback):
+    def __init__(self, rows: _IndexedRows):
+        self.rows = rows
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.rows.epoch = int(state.epoch or 0)
+
+
+class BrainMassPretrainingTrainer(BrainMassTrainer):
+    """``Trainer`` for :class:`~brainmass_hf.BrainMassForPreTraining`: adds the EMA and clipping callbacks itself
+    (unless given), builds a :class:`DataCollatorForPseudoFC` when no collator is given, logs ``lra_loss``,
+    ``mrm_loss``, ``mrc_loss`` and ``mrc_accuracy`` beside ``loss`` (in ``trainer.state.log_history``) and applies
+    the epoch warm-up of :class:`BrainMassPretrainingArguments`, with epochs counted in optimizer steps of this
+    run's real data loader (world size, gradient accumulation and ``drop_last`` included)."""
+
+    def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, **kwargs):
+        _epoch_warmup(args)  # a conflicting schedule fails here, not after the first epoch
+        if data_collator is None:
+            processing_class = kwargs.get("processing_class")
+            if not isinstance(processing_class, BrainMassFeatureExtractor):
+                processing_class = BrainMassFeatureExtractor.from_config(unwrap_model(model).config)
+            data_collator = DataCollatorForPseudoFC(processing_class, getattr(args, "compute_fc_on", "model"))
+        seeded = (
+            isinstance(data_collator, DataCollatorForPseudoFC)
+            and data_collator.compute_fc_on == "collator"
+            and data_collator.generator is None
+            and has_length(train_dataset)
+        )
+        if seeded:
+            train_dataset = _IndexedRows(_numpy_rows(train_dataset))
+            data_collator = _BatchSeededCollator(data_collator, args.seed)
+        super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset, **kwargs)
+        present = {type(c) for c in self.callback_handler.callbacks}
+        if EMATargetCallback not in present:
+            self.add_callback(EMATargetCallback())
+        if getattr(self.args, "clip_grad_value", 0) and GradientValueClipCallback not in present:
+            self.add_callback(GradientValueClipCallback(self.args.clip_grad_value))
+        if seeded:
+            self.add_callback(_EpochToRows(self.train_dataset))
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_count = 0
-        self.loss_history: list[dict] = []
+        self._update_steps_per_epoch: int | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -123,26 +296,51 @@ class BrainMassPretrainingTrainer(Trainer):
             for name, total in self._part_sums.items():
                 logs[name] = round(float(total) / self._part_count, 6)
             self._part_sums, self._part_count = {}, 0
-            self.loss_history.append({"step": self.state.global_step, "epoch": self.state.epoch, **logs})
         super().log(logs, *args, **kwargs)
 
+    def set_initial_training_values(self, args, dataloader):
+        values = super().set_initial_training_values(args, dataloader)
+        # The Trainer's own count (ceil over accumulation, per process, after drop_last) is what an epoch is.
+        self._update_steps_per_epoch = values[1] if has_length(dataloader) else None
+        return values
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        warmup_epochs = getattr(self.args, "warmup_epochs", 0)
-        if self.lr_scheduler is None and warmup_epochs:
-            steps_per_epoch = max(1, math.ceil(num_training_steps / max(self.args.num_train_epochs, 1e-9)))
-            if self.train_dataset is not None and hasattr(self.train_dataset, "__len__"):
-                batches = math.ceil(len(self.train_dataset) / self._train_batch_size)
-                steps_per_epoch = max(1, batches // max(self.args.gradient_accumulation_steps, 1))
+        warmup_epochs = _epoch_warmup(self.args)
+        if self.lr_scheduler is None and warmup_epochs > 0:
+            if self._update_steps_per_epoch is None:
+                raise ValueError(
+                    "The epoch warm-up needs a dataset with a length; a streaming dataset has no epochs: set "
+                    "warmup_epochs=0 (and warmup_steps=N for a warm-up over N optimizer steps)."
+                )
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer if optimizer is None else optimizer, epoch_warmup_lambda(steps_per_epoch, warmup_epochs)
+                self.optimizer if optimizer is None else optimizer,
+                epoch_warmup_lambda(self._update_steps_per_epoch, warmup_epochs),
             )
+            self._created_lr_scheduler = True
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
 
 
-def _numpy_rows(dataset):
-    """Rows as numpy arrays (variable-length ``time_series`` included), other columns as they are."""
-    return dataset.with_format("numpy", columns=["time_series"], output_all_columns=True)
+def _first_row(dataset) -> dict:
+    return dataset[0] if has_length(dataset) else next(iter(dataset))
+
+
+def _check_training_data(
+    dataset, config: BrainMassConfig, purpose: str, *, pfc: bool = True, label_column=None, min_scans: int = 2
+):
+    """Fails before training, with one message naming every bad scan, on what would otherwise crash when its
+    batch comes up (hours into a run). A streaming dataset cannot be read up front: its batches are checked by
+    the collator as they come."""
+    if isinstance(dataset, datasets.Dataset):
+        if len(dataset) < min_scans:
+            raise ValueError(f"{purpose} needs at least {min_scans} scans; the dataset has {len(dataset)}.")
+        validate_dataset(dataset, config, pfc=pfc, label_column=label_column)
+    num_rois = np.asarray(_first_row(dataset)["time_series"]).shape[-1]
+    if num_rois != config.num_rois:
+        raise ValueError(
+            f"The data has {num_rois} ROIs but the model expects num_rois={config.num_rois}; build the config "
+            f"with num_rois={num_rois} or use data parcellated with the checkpoint's atlas."
+        )
 
 
 def pretrain(
@@ -158,14 +356,15 @@ def pretrain(
     """Pretrains BrainMass on a dataset of ROI time series (the ``brainmass_hf.data`` schema).
 
     Args:
-        dataset: ``datasets.Dataset`` with ``time_series`` ``(T_i, R)`` (and ``subject_id`` for error messages).
+        dataset: ``datasets.Dataset`` with ``time_series`` ``(T_i, R)`` (and ``subject_id`` for error messages),
+            or a streaming ``datasets.IterableDataset`` (then set ``args.max_steps`` and ``warmup_epochs=0``).
         config: model config (ignored when ``model`` is given). ``config.num_rois`` must equal the data's R.
         args: training arguments; defaults to the authors' settings with ``output_dir="runs/pretrain"``.
-        resume_from_checkpoint: a checkpoint folder or ``True`` for the last one in ``args.output_dir``.
+        resume_from_checkpoint: a checkpoint folder or ``True`` for the last complete one in ``args.output_dir``.
         encoder_dir: where the online encoder + feature extractor are saved at the end
             (default ``<output_dir>/encoder``); load it with ``AutoModel.from_pretrained``.
     Returns:
-        The trainer after training; ``trainer.loss_history`` holds every logged loss part.
+        The trainer after training; ``trainer.state.log_history`` holds every logged loss part.
     """
     args = args or BrainMassPretrainingArguments(output_dir="runs/pretrain")
     if model is None:
@@ -173,30 +372,15 @@ def pretrain(
             raise ValueError("pretrain needs a config or a model.")
         set_seed(args.seed)  # the initial weights follow args.seed, as with Trainer(model_init=...)
         model = BrainMassForPreTraining(config)
+    _check_training_data(dataset, model.config, "Pretraining")
     feature_extractor = BrainMassFeatureExtractor.from_config(model.config)
-    if len(dataset) < 2:
-        raise ValueError(f"Pretraining needs at least 2 scans; the dataset has {len(dataset)}.")
-    num_rois = np.asarray(dataset[0]["time_series"]).shape[-1]
-    if num_rois != model.config.num_rois:
-        raise ValueError(
-            f"The data has {num_rois} ROIs but the model expects num_rois={model.config.num_rois}; build the config "
-            f"with num_rois={num_rois} or use data parcellated with the checkpoint's atlas."
-        )
-    extra = [EMATargetCallback()]
-    if getattr(args, "clip_grad_value", 0):
-        extra.append(GradientValueClipCallback(args.clip_grad_value))
     trainer = BrainMassPretrainingTrainer(
-        model=model,
-        args=args,
-        train_dataset=_numpy_rows(dataset),
-        data_collator=DataCollatorForPseudoFC(feature_extractor, compute_fc_on=getattr(args, "compute_fc_on", "model")),
-        processing_class=feature_extractor,
-        callbacks=extra + list(callbacks or []),
+        model=model, args=args, train_dataset=dataset, processing_class=feature_extractor, callbacks=callbacks
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     encoder_dir = encoder_dir or os.path.join(args.output_dir, "encoder")
     if trainer.is_world_process_zero():
-        _unwrap(trainer.model).save_encoder(encoder_dir)
+        unwrap_model(trainer.model).save_encoder(encoder_dir)
         feature_extractor.save_pretrained(encoder_dir)
     return trainer
 
@@ -207,14 +391,44 @@ def _class_names(dataset, label_column: str):
 
 
 def classification_compute_metrics(eval_pred) -> dict:
-    """Accuracy, balanced accuracy and AUC from logits (AUC one-vs-rest for more than two classes)."""
-    from .evaluation import classification_metrics
+    """Accuracy, balanced accuracy and AUC from logits ``(N, K)`` (AUC one-vs-rest macro for ``K > 2``; NaN when
+    the evaluation set holds one class)."""
+    logits, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids)
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+    metrics = {
+        "accuracy": float(accuracy_score(labels, logits.argmax(-1))),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, logits.argmax(-1))),
+        "auc": float("nan"),
+    }
+    if len(np.unique(labels)) > 1:
+        if logits.shape[1] == 2:
+            metrics["auc"] = float(roc_auc_score(labels, logits[:, 1] - logits[:, 0]))
+        elif len(np.unique(labels)) == logits.shape[1]:
+            probabilities = torch.softmax(torch.as_tensor(logits), -1).numpy()
+            metrics["auc"] = float(roc_auc_score(labels, probabilities, multi_class="ovr"))
+    return metrics
 
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    scores = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-    metrics = classification_metrics(labels, logits.argmax(-1), scores)
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+def _classification_model(source, label_kwargs: dict) -> BrainMassForConnectomeClassification:
+    """A fresh classifier whose encoder is loaded *strictly* from ``source``: a config, a ``BrainMassModel``, a
+    ``BrainMassForPreTraining`` (its online encoder), a ``BrainMassForConnectomeClassification`` (its encoder; a new
+    head), or a checkpoint folder / Hub id."""
+    if isinstance(source, (BrainMassConfig, torch.nn.Module)):
+        module = unwrap_model(source) if isinstance(source, torch.nn.Module) else None
+        encoder = getattr(module, "brainmass", module)
+        if module is not None and not isinstance(encoder, BrainMassModel):
+            raise TypeError(
+                f"finetune needs a BrainMass model, config or checkpoint path; got {type(source).__name__}, which has "
+                "no BrainMassModel encoder."
+            )
+        config = source if module is None else encoder.config
+        # The new head's labels come from the data, never from the source's head.
+        keep = {k: v for k, v in config.to_dict().items() if k not in ("num_labels", "id2label", "label2id", "problem_type")}
+        model = BrainMassForConnectomeClassification(BrainMassConfig(**{**keep, **label_kwargs}))
+        if encoder is not None:
+            model.brainmass.load_state_dict(encoder.state_dict())
+        return model
+    return BrainMassForConnectomeClassification.from_pretrained(source, **label_kwargs)
 
 
 def finetune(
@@ -231,15 +445,19 @@ def finetune(
     num_labels: int | None = None,
     problem_type: str | None = None,
     callbacks: list | None = None,
+    sync_batchnorm: bool = False,
     **training_kwargs,
-) -> Trainer:
+) -> BrainMassTrainer:
     """Fine-tunes :class:`BrainMassForConnectomeClassification` from an encoder (or any BrainMass) checkpoint.
 
     Training batches use one pFC view per scan, evaluation the full FC (the model decides by its mode).
 
     Args:
-        model_name_or_path: a checkpoint folder / Hub id, or a ``BrainMassModel`` / config object.
+        model_name_or_path: a checkpoint folder / Hub id, a config, or a ``BrainMassModel`` /
+            ``BrainMassForPreTraining`` (its online encoder) / ``BrainMassForConnectomeClassification`` object,
+            whose encoder weights are loaded strictly (every key must match).
         train_dataset, eval_dataset: ``datasets.Dataset`` with ``time_series`` and ``label_column``.
+        sync_batchnorm: SyncBatchNorm in the head when several (GPU) processes train.
         training_kwargs: any other ``TrainingArguments`` field.
     Returns:
         The trained ``Trainer``; ``trainer.predict(test_dataset).predictions`` are logits ``(N, num_labels)``.
@@ -255,14 +473,11 @@ def finetune(
     if problem_type:
         label_kwargs["problem_type"] = problem_type
     set_seed(seed)  # the new head's initial weights follow the seed
-    if isinstance(model_name_or_path, BrainMassConfig):
-        model = BrainMassForConnectomeClassification(BrainMassConfig(**{**model_name_or_path.to_dict(), **label_kwargs}))
-    elif isinstance(model_name_or_path, torch.nn.Module):
-        config = BrainMassConfig(**{**model_name_or_path.config.to_dict(), **label_kwargs})
-        model = BrainMassForConnectomeClassification(config)
-        model.brainmass.load_state_dict(_unwrap(model_name_or_path).state_dict(), strict=False)
-    else:
-        model = BrainMassForConnectomeClassification.from_pretrained(model_name_or_path, **label_kwargs)
+    model = _classification_model(model_name_or_path, label_kwargs)
+    classes = None if model.config.problem_type == "regression" or model.config.num_labels == 1 else label_column
+    _check_training_data(train_dataset, model.config, "Fine-tuning", label_column=classes)
+    if eval_dataset is not None:  # evaluation reads the full FC, so the shorter full-FC minimum applies
+        _check_training_data(eval_dataset, model.config, "Evaluation", pfc=False, min_scans=1)
     feature_extractor = BrainMassFeatureExtractor.from_config(model.config)
     defaults = dict(
         output_dir=output_dir,
@@ -279,101 +494,16 @@ def finetune(
         label_names=["labels"],
     )
     args = TrainingArguments(**{**defaults, **training_kwargs})
-    collator = DataCollatorForConnectomeClassification(feature_extractor, label_column=label_column)
-    trainer = Trainer(
+    trainer = BrainMassTrainer(
         model=model,
         args=args,
-        train_dataset=_numpy_rows(train_dataset),
-        eval_dataset=_numpy_rows(eval_dataset) if eval_dataset is not None else None,
-        data_collator=collator,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=DataCollatorForConnectomeClassification(feature_extractor, label_column=label_column),
         processing_class=feature_extractor,
         compute_metrics=classification_compute_metrics if model.config.problem_type != "regression" else None,
         callbacks=callbacks,
+        sync_batchnorm=sync_batchnorm,
     )
     trainer.train()
-    return trainer
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Command lines
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class PretrainScriptArguments:
-    data: str = field(default="devfmri", metadata={"help": "'devfmri' (bundled CC0 cohort) or a data path."})
-    preset: str = field(default="small", metadata={"help": "small | base | large | tiny."})
-    init_from: str | None = field(default=None, metadata={"help": "Encoder checkpoint to continue from."})
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "Comma-separated config fields, e.g. 'fc_kind=pearson,mrm_loss_weight=1'."}
-    )
-    atlas_name: str | None = field(default=None, metadata={"help": "Atlas name stored in the config."})
-
-
-def _parse_overrides(text: str | None) -> dict:
-    import json
-
-    values = {}
-    for item in filter(None, (text or "").split(",")):
-        if "=" not in item:
-            raise ValueError(f"config override {item!r} must look like name=value.")
-        key, raw = item.split("=", 1)
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
-    return values
-
-
-def pretrain_main(argv: list[str] | None = None) -> BrainMassPretrainingTrainer:
-    """``brainmass pretrain``: all ``TrainingArguments`` flags plus ``--data --preset --init_from``."""
-    parser = HfArgumentParser((PretrainScriptArguments, BrainMassPretrainingArguments))
-    script, args = parser.parse_args_into_dataclasses(args=argv)
-    dataset = resolve_dataset(script.data)
-    num_rois = np.asarray(dataset[0]["time_series"]).shape[-1]
-    overrides = _parse_overrides(script.config_overrides)
-    if script.data == "devfmri":
-        from .data import bundled_roi_names
-
-        overrides.setdefault("atlas_name", "AAL-116")
-        overrides.setdefault("roi_names", bundled_roi_names("aal116"))
-    if script.atlas_name:
-        overrides["atlas_name"] = script.atlas_name
-    if script.init_from:
-        model = BrainMassForPreTraining.from_encoder(script.init_from)
-    else:
-        model = BrainMassForPreTraining(BrainMassConfig.from_preset(script.preset, num_rois=num_rois, **overrides))
-    trainer = pretrain(dataset, args=args, model=model, resume_from_checkpoint=args.resume_from_checkpoint)
-    print(f"Encoder saved to {os.path.join(args.output_dir, 'encoder')}")
-    return trainer
-
-
-@dataclass
-class FinetuneScriptArguments:
-    model_name_or_path: str = field(metadata={"help": "Encoder checkpoint (folder or Hub id)."})
-    data: str = field(default="devfmri", metadata={"help": "'devfmri' or a data path."})
-    label_column: str = "label"
-    test_size: float = 0.2
-    split_seed: int = 0
-
-
-def finetune_main(argv: list[str] | None = None) -> Trainer:
-    """``brainmass finetune``: stratified train/test split, fine-tune, print the test metrics."""
-    parser = HfArgumentParser((FinetuneScriptArguments, TrainingArguments))
-    script, args = parser.parse_args_into_dataclasses(args=argv)
-    dataset = resolve_dataset(script.data)
-    split = dataset.train_test_split(
-        test_size=script.test_size, seed=script.split_seed, stratify_by_column=script.label_column
-    )
-    kwargs = {k: v for k, v in args.to_dict().items() if k in {"num_train_epochs", "learning_rate", "seed"}}
-    kwargs["per_device_train_batch_size"] = args.per_device_train_batch_size
-    trainer = finetune(
-        script.model_name_or_path,
-        split["train"],
-        split["test"],
-        output_dir=args.output_dir,
-        label_column=script.label_column,
-        **kwargs,
-    )
-    metrics = trainer.evaluate()
-    print({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
-    trainer.save_model(args.output_dir)
     return trainer

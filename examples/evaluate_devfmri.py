@@ -10,8 +10,9 @@ from brainmass_hf.evaluation import evaluate
 parser = argparse.ArgumentParser()
 parser.add_argument("--encoder", required=True)
 parser.add_argument("--protocols", default="paper,linear_probe,few_shot")
+parser.add_argument("--n-repeats", type=int, default=10)
 parser.add_argument("--out", default="runs/devfmri_eval")
 a = parser.parse_args()
 
-report = evaluate(a.encoder, "devfmri", protocols=a.protocols, n_repeats=10, output_dir=a.out)
+report = evaluate(a.encoder, "devfmri", protocols=a.protocols, n_repeats=a.n_repeats, output_dir=a.out)
 print(report.to_markdown())

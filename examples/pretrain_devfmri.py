@@ -7,7 +7,7 @@ import argparse
 
 from brainmass_hf import BrainMassConfig
 from brainmass_hf.data import bundled_roi_names, load_devfmri
-from brainmass_hf.training import BrainMassPretrainingArguments, pretrain
+from brainmass_hf.training import LOSS_PARTS, BrainMassPretrainingArguments, pretrain
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--preset", default="tiny")
@@ -21,7 +21,11 @@ config = BrainMassConfig.from_preset(a.preset, num_rois=116, atlas_name="AAL-116
 args = BrainMassPretrainingArguments(
     output_dir=a.out, num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size, warmup_epochs=3
 )
-trainer = pretrain(dataset, config, args)  # EMA callback, value clipping and loss-part logging included
-last = trainer.loss_history[-1]
-print({k: round(last[k], 4) for k in ("loss", "lra_loss", "mrm_loss", "mrc_loss", "mrc_accuracy")})
+trainer = pretrain(dataset, config, args)  # EMA update, value clipping and loss-part logging included
+# trainer.state.log_history: one entry per logging step (every 10 steps: loss + its parts), then a run summary
+parts = [h for h in trainer.state.log_history if "lra_loss" in h]
+summary = {"train_loss": round(trainer.state.log_history[-1]["train_loss"], 4)}
+if parts:
+    summary.update({k: round(parts[-1][k], 4) for k in ("loss", *LOSS_PARTS)})
+print(summary)
 print(f"encoder: {a.out}/encoder  (AutoModel.from_pretrained)")

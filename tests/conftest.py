@@ -29,10 +29,28 @@ def devfmri_scans(devfmri):
     return time_series_list(devfmri)
 
 
+# on top of the "tiny" preset: the smallest widths that still exercise every module
+TINY_SIZES = dict(intermediate_size=64, projection_hidden_size=128, projection_size=64, predictor_hidden_size=128)
+# the same model from the command line: `brainmass pretrain --preset tiny --config_overrides TINY_OVERRIDES`
+TINY_OVERRIDES = ",".join(f"{k}={v}" for k, v in TINY_SIZES.items())
+
+
 def tiny_config(num_rois=116, **kwargs):
-    values = dict(intermediate_size=64, projection_hidden_size=128, projection_size=64, predictor_hidden_size=128)
-    values.update(kwargs)
+    values = {**TINY_SIZES, **kwargs}
     return bm.BrainMassConfig.from_preset("tiny", num_rois=num_rois, **values)
+
+
+def write_nifti_scans(folder, subject_ids=("sub-01", "sub-02"), num_timepoints=40):
+    """Synthetic 4D scans ``<id>_bold.nii.gz`` ``(4, 4, 4, T)`` and ``atlas.nii.gz`` with labels 1 and 2 (two ROIs)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    atlas = np.zeros((4, 4, 4), dtype=np.int16)
+    atlas[:2], atlas[2:] = 1, 2
+    nib.save(nib.Nifti1Image(atlas, np.eye(4)), os.path.join(folder, "atlas.nii.gz"))
+    for subject in subject_ids:
+        scan = rng.normal(size=(4, 4, 4, num_timepoints)).astype(np.float32)
+        nib.save(nib.Nifti1Image(scan, np.eye(4)), os.path.join(folder, f"{subject}_bold.nii.gz"))
 
 
 @pytest.fixture

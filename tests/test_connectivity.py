@@ -5,13 +5,15 @@ from nilearn.connectome import ConnectivityMeasure
 from sklearn.covariance import EmpiricalCovariance
 
 from brainmass_hf.connectivity import (
-    count_constant_rois,
+    connectivity_view,
     fc_upper_triangle,
     functional_connectivity,
     pad_time_series,
     pseudo_fc_time_mask,
     pseudo_functional_connectivity,
 )
+from brainmass_hf.validation import count_constant_rois
+from conftest import tiny_config
 
 
 def test_ledoit_wolf_fc_equals_nilearn_default_on_real_scans(devfmri_scans):
@@ -26,7 +28,7 @@ def test_ledoit_wolf_fc_equals_nilearn_on_raw_scale_419_parcel_scans():
     from pathlib import Path
 
     slice_dir = Path(__file__).parent / "data" / "stages_slice"
-    scans = time_series_list(load_dataset_auto(slice_dir))[:3]
+    scans = time_series_list(load_dataset_auto(slice_dir, orientation="time_by_roi"))[:3]
     assert scans[0].shape[1] == 419 and np.abs(scans[0].mean()) > 10  # raw scale, not demeaned
     expected = ConnectivityMeasure(kind="correlation").fit_transform(scans)
     ours = functional_connectivity(np.stack(scans), kind="ledoit_wolf").numpy()
@@ -129,3 +131,28 @@ def test_upper_triangle_has_r_choose_2_entries():
     tri = fc_upper_triangle(fc)
     assert tri.shape == (2, 15)
     assert tri[0, 0] == fc[0, 0, 1]
+
+
+@pytest.mark.parametrize("fill", [float("nan"), float("inf"), 1e30, 0.0])
+@pytest.mark.parametrize("pfc", [False, True])
+def test_values_in_the_padding_never_reach_the_fc(devfmri_scans, fill, pfc):
+    scans = [devfmri_scans[0][:90], devfmri_scans[1]]
+    padded, mask = pad_time_series(scans)
+    dirty = padded.clone()
+    dirty[0, 90:] = fill  # whatever a loader left after the scan's end
+    settings = tiny_config()
+    clean = connectivity_view(padded, mask, settings=settings, pfc=pfc, generator=torch.Generator().manual_seed(1))
+    fc = connectivity_view(dirty, mask, settings=settings, pfc=pfc, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(fc).all()
+    assert torch.equal(fc, clean)
+    if not pfc:
+        assert torch.allclose(fc[0], functional_connectivity(scans[0], kind="ledoit_wolf"), atol=1e-5)
+
+
+def test_model_path_fc_has_no_host_synchronisation_or_graph_break(devfmri_scans):
+    padded, mask = pad_time_series([devfmri_scans[0][:90], devfmri_scans[1]])
+    settings = tiny_config()
+    explanation = torch._dynamo.explain(lambda x, m: connectivity_view(x, m, settings=settings, pfc=True))(
+        padded, mask
+    )
+    assert explanation.graph_break_count == 0, explanation.break_reasons

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from brainmass_hf.data import (
+    BUNDLED_DIR,
     BrainMassDataError,
     BrainMassDataWarning,
     bundled_roi_names,
@@ -20,7 +21,9 @@ from brainmass_hf.data import (
     load_npz_bundle,
     load_time_series_folder,
     match_ids,
+    resolve_dataset,
     time_series_list,
+    validate_dataset,
     validate_time_series,
 )
 
@@ -277,8 +280,9 @@ def test_bundled_roi_names_are_the_116_aal_regions_in_label_order():
 
 
 def test_stages_slice_loads_419_raw_scale_rois_with_trial_arm_labels():
+    # 234 time points < 419 ROIs: equal shapes with fewer rows than columns need num_rois (or orientation=)
     ds = load_npz_bundle(STAGES_SLICE / "timeseries.npz", STAGES_SLICE / "subjects.csv", id_column="scan",
-                         label_column="trial_arm")
+                         label_column="trial_arm", num_rois=419)
     arrays = time_series_list(ds)
     assert ds.num_rows == 6 and {a.shape for a in arrays} == {(234, 419)}
     assert ds.features["label"].names == ["medication", "placebo", "unknown"]
@@ -406,15 +410,168 @@ def test_constant_roi_is_counted_in_its_column(tmp_path):
 
 
 def test_constant_roi_warning_names_the_scan():
-    arrays = [np.ones((20, R)), np.random.default_rng(0).standard_normal((20, R))]
-    with pytest.warns(BrainMassDataWarning, match=r"'flat' \(5\)"):
+    flat = np.random.default_rng(1).standard_normal((20, R))
+    flat[:, :2] = 3.0
+    arrays = [flat, np.random.default_rng(0).standard_normal((20, R))]
+    with pytest.warns(BrainMassDataWarning, match=r"'flat' \(2\)"):
         validate_time_series(arrays, ["flat", "ok"])
 
 
-def test_validate_time_series_reports_majority_rois_and_lengths():
+def test_validate_time_series_returns_float32_scans_in_order():
     arrays = [np.random.default_rng(k).standard_normal((t, R)) for k, t in enumerate((12, 15))]
-    report = validate_time_series(arrays, ["a", "b"])
-    assert (report["num_rois"], report["num_timepoints"], report["num_constant_rois"]) == (R, [12, 15], [0, 0])
+    scans = validate_time_series(arrays, ["a", "b"])
+    assert [(a.dtype, a.shape) for a in scans] == [(np.float32, (12, R)), (np.float32, (15, R))]
+    np.testing.assert_allclose(scans[1], arrays[1], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 7: label/site columns pass on (item 3), whole-dataset validation (11), silent misreads (12), label
+# spellings and single classes (13). Each test fails on the code before the fix.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_shipped_layout_folder_with_label_column_gives_the_label_column():
+    # the bundled folder: timeseries_aal116.npz + subjects.csv (subject, group, label, ...) + rois_aal116.csv
+    from brainmass_hf.evaluation import labels_from_dataset
+
+    ds = resolve_dataset(BUNDLED_DIR / "devfmri_aal116")
+    assert "label_original" not in ds.column_names
+    assert ds.features["label"].names == ["0", "1"]
+    codes, names = labels_from_dataset(ds, "label")  # what `--label-column label` does with the loaded folder
+    assert (int(codes.sum()), len(codes), names) == (33, 155, ["0", "1"])
+
+
+def test_resolve_dataset_passes_label_and_site_columns_on(tmp_path):
+    cohort = _cohort()
+    np.savez(tmp_path / "timeseries.npz", **{f"ts_{k}": a for k, a in cohort.items()})
+    pd.DataFrame({"subject_id": list(cohort), "site": ["x", "y", "x"], "dx": ["a", "b", "a"]}).to_csv(
+        tmp_path / "subjects.csv", index=False)
+    ds = resolve_dataset(str(tmp_path), label_column="dx")
+    assert (ds.features["label"].names, ds["site"][:]) == (["a", "b"], ["x", "y", "x"])
+
+
+def test_validate_dataset_names_every_bad_scan_of_a_load_from_disk_dataset(tmp_path):
+    from brainmass_hf import BrainMassConfig
+
+    rng = np.random.default_rng(0)
+    nan_scan = rng.standard_normal((30, 20))
+    nan_scan[4, 2] = np.nan
+    scans = [rng.standard_normal((30, 20)), nan_scan, rng.standard_normal((11, 20))]
+    datasets.Dataset.from_dict({"subject_id": ["ok", "has-nan", "too-short"], "time_series": scans}).save_to_disk(
+        tmp_path / "ds")
+    ds = datasets.load_from_disk(str(tmp_path / "ds"))
+    with pytest.raises(BrainMassDataError, match=r"2 of 3 scan\(s\).*'has-nan' \(1 NaN.*'too-short' \(T=11\)"):
+        validate_dataset(ds, BrainMassConfig(num_rois=20, num_attention_heads=4))
+
+
+def test_validate_dataset_needs_the_pfc_view_length_only_for_pfc():
+    from brainmass_hf import BrainMassConfig
+    from brainmass_hf.connectivity import min_scan_length
+
+    config = BrainMassConfig(num_rois=20, num_attention_heads=4)
+    shortest = min_scan_length(config)
+    ds = datasets.Dataset.from_dict({"time_series": [np.random.default_rng(0).standard_normal((shortest - 1, 20))]})
+    validate_dataset(ds, config, pfc=False)
+    with pytest.raises(BrainMassDataError, match=rf"'row 0' \(T={shortest - 1}\)"):
+        validate_dataset(ds, config)
+
+
+def test_validate_dataset_refuses_a_single_class_label_column():
+    from brainmass_hf import BrainMassConfig
+
+    scans = [np.random.default_rng(k).standard_normal((30, 20)) for k in range(3)]
+    ds = datasets.Dataset.from_dict({"time_series": scans, "label": [1, 1, 1]})
+    with pytest.raises(BrainMassDataError, match="single class"):
+        validate_dataset(ds, BrainMassConfig(num_rois=20, num_attention_heads=4), label_column="label")
+
+
+def test_loader_default_minimum_is_what_pretraining_needs(tmp_path):
+    from brainmass_hf import BrainMassConfig
+    from brainmass_hf.connectivity import min_scan_length
+
+    shortest = min_scan_length(BrainMassConfig())
+    ok = load_time_series_folder(_write_npy(tmp_path / "ok", _cohort(lengths=(shortest, 20))), num_rois=R)
+    assert ok["num_timepoints"][:] == [shortest, 20]
+    with pytest.raises(BrainMassDataError, match=rf"'sub-01' \(T={shortest - 1}\)"):
+        load_time_series_folder(_write_npy(tmp_path / "short", _cohort(lengths=(shortest - 1, 20))), num_rois=R)
+
+
+def test_npz_bundle_stored_roi_by_time_with_varying_lengths_is_transposed(tmp_path):
+    cohort = _cohort()
+    np.savez(tmp_path / "bundle.npz", **{f"ts_{k}": a.T for k, a in cohort.items()})
+    _assert_loaded(load_npz_bundle(tmp_path / "bundle.npz"), cohort)
+
+
+def test_npz_bundle_stored_roi_by_time_with_equal_lengths_is_an_error_not_a_misread(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "bundle.npz", **{f"ts_s{k}": rng.standard_normal((116, 168)) for k in range(3)})
+    with pytest.raises(BrainMassDataError, match=r"\(116, 168\).*num_rois="):
+        load_npz_bundle(tmp_path / "bundle.npz")
+    ds = load_npz_bundle(tmp_path / "bundle.npz", num_rois=116)
+    assert ds.features["time_series"].shape == (None, 116)
+
+
+def test_npz_bundle_scan_with_as_many_time_points_as_rois_follows_the_convention(tmp_path):
+    cohort = _cohort(lengths=(20, R, 30))  # sub-02 is R x R (ABIDE has a 116 x 116 scan)
+    np.savez(tmp_path / "bundle.npz", **{f"ts_{k}": a for k, a in cohort.items()})
+    _assert_loaded(load_npz_bundle(tmp_path / "bundle.npz", num_rois=R, min_timepoints=R), cohort)
+
+
+SHARED_ABIDE = REPO.parent / "shared" / "data" / "abide1_aal116"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_ABIDE.is_dir(), reason="../shared/data/abide1_aal116 is not here")
+def test_shared_abide_folder_loads_through_resolve_dataset_with_its_site_column():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BrainMassDataWarning)  # some ABIDE scans have constant ROIs
+        ds = resolve_dataset(SHARED_ABIDE)
+    assert ds.num_rows == 783 and ds.features["time_series"].shape == (None, 116)
+    assert ds.features["site"] == datasets.Value("string") and "CMU" in set(ds["site"])
+
+
+def test_headerless_csv_whose_first_row_is_integers_keeps_that_row(tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in (1, 2):
+        a = rng.standard_normal((20 + k, R))
+        a[0] = [3, -1, 7, 2, 0]  # integer signal values, not column labels
+        np.savetxt(folder / f"sub-{k:02d}.csv", a, delimiter=",", fmt="%g")
+    ds = load_time_series_folder(folder)
+    assert ds["num_timepoints"][:] == [21, 22]
+    np.testing.assert_array_equal(time_series_list(ds)[0][0], [3, -1, 7, 2, 0])
+
+
+def test_values_beyond_float32_range_are_named_not_turned_into_inf(tmp_path):
+    cohort = _cohort()
+    cohort["sub-02"][5, 1] = 1e39
+    with pytest.raises(BrainMassDataError, match=r"'sub-02' \(1 values beyond float32 range.*time point 5, ROI 1"):
+        load_time_series_folder(_write_npy(tmp_path / "scans", cohort))
+
+
+def test_all_zero_scan_is_refused(tmp_path):
+    cohort = _cohort()
+    cohort["sub-03"][:] = 0.0
+    with pytest.raises(BrainMassDataError, match=r"'sub-03' \(all zeros\)"):
+        load_time_series_folder(_write_npy(tmp_path / "scans", cohort))
+
+
+def test_label_spellings_differing_in_case_or_space_merge_with_a_warning(tmp_path):
+    cohort = _cohort(lengths=(20, 24, 30, 34))
+    pheno = _phenotype(tmp_path, cohort, dx=["ASD", "asd ", "TD", "ASD"])
+    with pytest.warns(BrainMassDataWarning, match=r"'asd ' -> 'ASD'"):
+        ds = load_time_series_folder(_write_npy(tmp_path / "scans", cohort), pheno, label_column="dx")
+    assert (ds.features["label"].names, ds["label"][:]) == (["ASD", "TD"], [0, 0, 1, 0])
+
+
+def test_single_class_label_column_is_an_error(tmp_path):
+    cohort = _cohort()
+    pheno = _phenotype(tmp_path, cohort, dx=["ASD", "ASD", "asd"])
+    with pytest.raises(BrainMassDataError, match=r"'dx' holds a single class \('ASD'\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BrainMassDataWarning)
+            load_time_series_folder(_write_npy(tmp_path / "scans", cohort), pheno, label_column="dx")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -482,6 +639,15 @@ def test_extraction_rejects_a_probabilistic_atlas(tmp_path):
     nib.save(nib.Nifti1Image(np.full((6, 6, 4), 0.3, np.float32), np.eye(4)), tmp_path / "prob.nii.gz")
     with pytest.raises(BrainMassDataError, match="non-integer"):
         extract_time_series([scan], tmp_path / "prob.nii.gz", show_progress=False)
+
+
+@pytest.mark.parametrize("subject_id", ["../escaped", "a/b", "..", ".hidden", "c:\\x"])
+def test_extraction_refuses_subject_ids_that_are_not_plain_file_names(tmp_path, subject_id):
+    scan, atlas, _ = _synthetic_scan(tmp_path)
+    out = tmp_path / "nested" / "out"
+    with pytest.raises(BrainMassDataError, match="cannot be used as file names in output_dir"):
+        extract_time_series([scan], atlas, subject_ids=[subject_id], output_dir=out, show_progress=False)
+    assert not list((tmp_path / "nested").rglob("*.npy")) and not (tmp_path / "escaped.npy").exists()
 
 
 def test_extraction_output_folder_loads_back_with_roi_names(tmp_path):

@@ -1,26 +1,78 @@
 """The main job end to end (fast mode) and the command line."""
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from brainmass_hf.cli import main
-from brainmass_hf.demo import run_demo
+from brainmass_hf.demo import fc_example_figure, logging_interval, loss_curves_figure, run_demo
 
 
+@pytest.mark.slow  # pretrains and evaluates on 155 scans: ~35 s on 2 cores
 def test_demo_runs_end_to_end_on_the_bundled_cohort_and_writes_every_report_file(tmp_path):
-    summary = run_demo(output_dir=str(tmp_path), fast=True, epochs=1, n_repeats=2, batch_size=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_demo(output_dir=str(tmp_path), fast=True, epochs=1, n_repeats=2, batch_size=64)
     for name in ("report.md", "report.json", "results.json", "results.md", "loss_curves.png", "roc_paper.png",
                  "roc_linear_probe.png", "fc_example.png", "encoder/model.safetensors",
                  "encoder/preprocessor_config.json"):
-        assert (tmp_path / name).exists(), name
+        assert (tmp_path / name).exists() and (tmp_path / name).stat().st_size > 0, name
     report = json.loads((tmp_path / "report.json").read_text())
     methods = {r["method"] for r in report["results"]["results"]}
     assert {"BrainMass", "raw FC", "random-init BrainMass"} <= methods
     assert summary["data"] == {"scans": 155, "num_rois": 116, "source": "devfmri"}
-    assert "raw FC" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "raw FC" in text and "pretrained on these evaluation scans" in text and "paired difference" in text
+    assert report["results"]["settings"]["pretrained_on_eval_scans"] is True
+    if not __import__("torch").cuda.is_available():
+        assert not [w for w in caught if "pin_memory" in str(w.message)]
+
+
+def test_demo_logs_every_10_steps_on_long_runs_and_about_ten_points_on_short_ones():
+    assert logging_interval(938, 32, 45) == 10  # 1350 steps
+    assert logging_interval(155, 32, 12) == 6  # 60 steps: ten points, not sixty dicts
+    assert logging_interval(155, 64, 1) == 1
+
+
+def _assert_labelled(fig):
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel() or ax.get_xlabel(), "colour bar without a label"
+        elif ax.axison:
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), f"axes {ax.get_title()!r}"
+
+
+@pytest.fixture(scope="module")
+def tiny_aal_config():
+    from brainmass_hf import BrainMassConfig
+
+    return BrainMassConfig.from_preset("tiny", num_rois=116)
+
+
+def test_fc_example_has_a_difference_panel_and_labelled_colour_bars(tiny_aal_config):
+    scan = np.random.default_rng(0).normal(size=(120, 116)).astype(np.float32)
+    fig = fc_example_figure(scan, tiny_aal_config, "sub-01", seed=0)
+    _assert_labelled(fig)
+    images = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(images) == 4
+    np.testing.assert_allclose(images[3], images[1] - images[0], atol=1e-6)  # pFC view 1 − full FC
+    bars = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert bars == ["correlation r", "Δr (pFC − full)"]
+
+
+def test_loss_curves_are_legible_with_y_labels_and_the_masked_roi_chance_line(tiny_aal_config):
+    history = [{"step": s, "loss": 1.0 / s, "lra_loss": 0.5, "mrm_loss": 0.3, "mrc_loss": 2.0, "mrc_accuracy": 0.2}
+               for s in range(1, 20)]
+    fig = loss_curves_figure(history, tiny_aal_config)
+    _assert_labelled(fig)
+    width, height = fig.get_size_inches()
+    assert width / height < 2  # was 2200 × 352 px (6.25 : 1)
+    accuracy = next(ax for ax in fig.axes if ax.get_title() == "MRC accuracy")
+    chance = [line for line in accuracy.get_lines() if line.get_linestyle() == "--"]
+    assert chance and chance[0].get_ydata()[0] == pytest.approx(1 / tiny_aal_config.mrc_num_masked)
 
 
 def test_cli_without_a_command_prints_usage(capsys):
@@ -54,5 +106,8 @@ def test_cli_evaluate_on_a_saved_encoder(tmp_path):
 
     bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path / "enc")
     assert main(["evaluate", "--model", str(tmp_path / "enc"), "--data", "devfmri", "--protocols", "paper",
-                 "--n-repeats", "2", "--no-random-baseline", "--out", str(tmp_path / "eval")]) == 0
-    assert (tmp_path / "eval" / "results.json").exists()
+                 "--n-repeats", "2", "--no-random-baseline", "--group-column", "subject_id",
+                 "--pretrained-on-eval-scans", "--out", str(tmp_path / "eval")]) == 0
+    settings = json.loads((tmp_path / "eval" / "results.json").read_text())["settings"]
+    assert settings["group_column"] == "subject_id" and settings["test_view"] == "pfc"
+    assert "pretrained on these evaluation scans" in (tmp_path / "eval" / "results.md").read_text()

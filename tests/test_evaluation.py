@@ -411,8 +411,8 @@ def test_extract_features_restores_the_training_mode(tiny_model, devfmri_scans):
 
 
 def test_scans_of_another_atlas_raise_value_error(tiny_model):
-    with pytest.raises(ValueError, match="num_rois=116"):
-        ev.extract_features(tiny_model, [np.zeros((20, 100), np.float32)])
+    with pytest.raises(ValueError, match="num_rois is R=116"):
+        ev.extract_features(tiny_model, [np.random.default_rng(0).normal(size=(20, 100))])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,33 +435,39 @@ def devfmri_report(tiny_model, devfmri, tmp_path_factory):
     return report, out
 
 
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_tiny_brainmass_paper_protocol_is_well_above_chance(devfmri_report):
     # Measured: random-init tiny BrainMass, 5 weight seeds, 3-10 repeats: AUC 0.93-0.97; raw FC 0.98.
     (paper,) = devfmri_report[0].get("paper", ev.METHOD_MODEL)
     assert paper.summary["auc"]["mean"] > 0.85
 
 
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_raw_fc_paper_protocol_auc_is_above_0_9(devfmri_report):
     (paper,) = devfmri_report[0].get("paper", ev.METHOD_RAW_FC)
     assert paper.summary["auc"]["mean"] > 0.9
 
 
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_raw_fc_baseline_is_reported_beside_every_protocol(devfmri_report):
     report = devfmri_report[0]
     for name in {r.name for r in report.results}:
         assert {r.method for r in report.results if r.name == name} >= {ev.METHOD_MODEL, ev.METHOD_RAW_FC}
 
 
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_random_init_baseline_is_reported_beside_every_protocol(devfmri_report):
     report = devfmri_report[0]
     assert {r.protocol for r in report.results if r.method == ev.METHOD_RANDOM} == set(ALL_PROTOCOLS)
 
 
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_few_shot_says_which_k_the_33_adults_cannot_supply(devfmri_report):
     (k40,) = devfmri_report[0].get("few_shot (k=40)")
     assert k40.skipped and "smallest class has 33" in k40.notes[0]
 
 
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_evaluate_writes_every_report_file(devfmri_report):
     _, out = devfmri_report
     expected = {"results.json", "results.md", "few_shot.png"}
@@ -509,3 +515,252 @@ def test_three_class_evaluate_runs_every_protocol_with_3x3_confusion_matrices():
         assert all(np.shape(s["confusion_matrix"]) == (3, 3) for s in r.splits)
     (raw_fc,) = report.get("paper", ev.METHOD_RAW_FC)
     assert raw_fc.summary["auc"]["mean"] > 0.9
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 8: one place per idea
+# ----------------------------------------------------------------------------------------------
+
+
+def test_evaluation_is_a_package_of_modules_under_700_lines():
+    from pathlib import Path
+
+    package = Path(ev.__file__).parent
+    sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
+    assert {"features.py", "splits.py", "metrics.py", "protocols.py", "report.py", "__init__.py"} <= set(sizes)
+    assert max(sizes.values()) <= 700, sizes
+
+
+def test_training_does_not_import_evaluation():
+    import ast
+    from pathlib import Path
+
+    import brainmass_hf.training as training
+
+    tree = ast.parse(Path(training.__file__).read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if "evaluation" in m]
+
+
+def test_raw_fc_features_follow_every_fc_setting_of_the_checkpoint_config(devfmri_scans):
+    """Features go through `connectivity_view`: a crop-view, Fisher-z, Ledoit-Wolf config gives exactly its views."""
+    import torch
+
+    from brainmass_hf.configuration_brainmass import BrainMassConfig
+    from brainmass_hf.connectivity import connectivity_view, fc_upper_triangle, pad_time_series
+
+    config = BrainMassConfig.from_preset("tiny", num_rois=116, fc_kind="ledoit_wolf", fisher_z=True,
+                                         pfc_mask_way="crop", pfc_crop_length=40)
+    scans = devfmri_scans[:4]
+    features = ev.raw_fc_features(scans, view="pfc", seed=3, settings=config, batch_size=4)
+    x, mask = pad_time_series(scans)
+    expected = fc_upper_triangle(connectivity_view(x, mask, settings=config, pfc=True,
+                                                   generator=torch.Generator().manual_seed(3)))
+    np.testing.assert_allclose(features, expected.numpy(), atol=1e-6)
+
+
+def _both_classes(devfmri, per_class):
+    labels = np.asarray(devfmri["label"])
+    return devfmri.select(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in (0, 1)]).tolist())
+
+
+def test_evaluate_paper_rows_are_run_paper_protocol_on_the_same_splits(tiny_model, devfmri):
+    data = _both_classes(devfmri, 30)
+    report = ev.evaluate(tiny_model, data, protocols="paper", n_repeats=2, show_progress=False,
+                         include_random_baseline=False)
+    scans = [np.asarray(t, np.float32) for t in data["time_series"]]
+    labels, _ = ev.labels_from_dataset(data)
+    train_x = ev.raw_fc_features(scans, view="pfc", seed=0, settings=tiny_model.config)
+    test_x = ev.raw_fc_features(scans, view="pfc", seed=1, settings=tiny_model.config)
+    direct = ev.run_paper_protocol(train_x, labels, test_features=test_x, splits=ev.make_splits("repeated", labels,
+                                   n_repeats=2), method=ev.METHOD_RAW_FC)
+    (from_evaluate,) = report.get("paper", ev.METHOD_RAW_FC)
+    assert [s["scores"] for s in from_evaluate.splits] == [s["scores"] for s in direct.splits]
+
+
+def test_a_scan_with_nan_values_is_named_in_one_error(tiny_model, devfmri_scans):
+    from brainmass_hf.validation import BrainMassDataError
+
+    scans = [s.copy() for s in devfmri_scans[:3]]
+    scans[1][4, 2] = np.nan
+    with pytest.raises(BrainMassDataError, match=r"scan #1.*NaN"):
+        ev.extract_features(tiny_model, scans)
+
+
+def test_features_with_nan_name_the_scan_row():
+    features, labels = _separable((10, 10))
+    features[7, 3] = np.inf
+    with pytest.raises(ValueError, match="scan 7"):
+        ev.run_paper_protocol(features, labels, n_repeats=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 10: the authors' test view, subject-grouped splits, an honest report
+# ----------------------------------------------------------------------------------------------
+
+
+def test_paper_protocol_tests_on_one_pfc_view_by_default():
+    import inspect
+
+    assert inspect.signature(ev.evaluate).parameters["test_view"].default == "pfc"
+
+
+SUBJECTS = np.repeat([f"sub{i:02d}" for i in range(30)], 3)  # three sessions per subject
+SUBJECT_LABELS = np.repeat(np.arange(30) % 2, 3)
+
+
+def test_repeated_splits_with_groups_never_put_a_subject_in_train_and_test():
+    splits = list(ev.repeated_stratified_splits(SUBJECT_LABELS, n_repeats=5, test_size=0.2, seed=0, groups=SUBJECTS))
+    assert len(splits) == 5 and len({tuple(test) for _, test in splits}) > 1
+    for train, test in splits:
+        assert set(SUBJECTS[train]).isdisjoint(SUBJECTS[test])
+        assert 0.1 <= test.size / SUBJECTS.size <= 0.3 and set(SUBJECT_LABELS[test]) == {0, 1}
+
+
+def test_kfold_with_groups_never_puts_a_subject_in_train_and_test():
+    for train, test in ev.kfold_splits(SUBJECT_LABELS, n_splits=5, seed=0, groups=SUBJECTS):
+        assert set(SUBJECTS[train]).isdisjoint(SUBJECTS[test])
+
+
+def test_few_shot_with_groups_does_not_test_on_a_drawn_subject():
+    for train, test in ev.few_shot_splits(SUBJECT_LABELS, 3, n_draws=4, seed=0, groups=SUBJECTS):
+        assert set(SUBJECTS[train]).isdisjoint(SUBJECTS[test]) and test.size > 0
+
+
+def test_leave_one_site_out_drops_a_subject_scanned_at_the_tested_site_from_training():
+    sites = np.array(["A", "A", "B", "B", "C", "C"])
+    groups = np.array(["s1", "s2", "s1", "s3", "s4", "s5"])  # s1 travelled from A to B
+    splits = dict((sites[test][0], (train, test)) for train, test in ev.leave_one_site_out(sites, groups))
+    train, _ = splits["B"]
+    assert "s1" not in set(groups[train]) and set(groups[train]) == {"s2", "s4", "s5"}
+
+
+def test_evaluate_with_a_group_column_keeps_subjects_on_one_side(tiny_model, devfmri):
+    data = _both_classes(devfmri, 20)
+    subjects = [f"sub{i // 2}" for i in range(40)]  # pretend two sessions per subject
+    data = data.remove_columns([c for c in ("subject_id",) if c in data.column_names]).add_column("subject", subjects)
+    report = ev.evaluate(tiny_model, data, protocols="paper", group_column="subject", n_repeats=3,
+                         include_random_baseline=False, show_progress=False)
+    subjects = np.asarray(subjects)
+    for r in report.results:
+        for split in r.splits:
+            assert set(subjects[split["train_index"]]).isdisjoint(subjects[split["test_index"]])
+    assert "grouped by `subject`" in report.to_markdown()
+
+
+def test_unknown_group_column_raises_value_error():
+    with pytest.raises(ValueError, match="group_column='subject'"):
+        ev.evaluate(None, _labelled_dataset([0, 1] * 4), group_column="subject")
+
+
+def test_metrics_report_the_majority_class_rate_beside_accuracy():
+    m = ev.classification_metrics([0, 0, 0, 1], [0, 0, 0, 0], [-1, -1, -1, -1])
+    assert m["accuracy"] == m["majority_rate"] == 0.75 and m["balanced_accuracy"] == 0.5
+
+
+def test_paired_difference_pairs_splits_by_index():
+    a = [{"split": 0, "auc": 0.9}, {"split": 1, "auc": 0.7}, {"split": 2, "auc": 0.8}]
+    b = [{"split": 1, "auc": 0.6}, {"split": 0, "auc": 0.7}]  # split 2 missing: left out
+    diff = ev.paired_difference(a, b)
+    assert diff["n"] == 2 and diff["mean"] == pytest.approx(0.15)
+    assert diff["std"] == pytest.approx(np.std([0.2, 0.1], ddof=1))
+
+
+def _report_of(model_x, raw_x, random_x, labels, **settings):
+    splits = list(ev.repeated_stratified_splits(labels, n_repeats=4, seed=0))
+    results = [ev.run_paper_protocol(x, labels, splits=splits, method=m)
+               for m, x in ((ev.METHOD_MODEL, model_x), (ev.METHOD_RAW_FC, raw_x), (ev.METHOD_RANDOM, random_x))]
+    return ev.EvaluationReport(results, ["control", "patient"], {"class_counts": np.bincount(labels).tolist(),
+                                                                 "test_view": "pfc", **settings})
+
+
+def test_verdict_says_the_model_is_above_a_baseline_of_noise_and_gives_the_paired_difference():
+    features, labels = _separable((30, 30), dim=6)
+    noise = np.random.default_rng(1).normal(size=features.shape)
+    report = _report_of(features, noise, features, labels)
+    (verdict,) = report.verdicts()
+    assert verdict.startswith("paper: BrainMass ROC AUC")
+    assert "above raw FC" in verdict and "level with random-init BrainMass" in verdict
+    assert "paired difference +0." in verdict and "over 4 splits" in verdict
+
+
+def test_report_states_positive_class_test_view_and_transductive_pretraining():
+    features, labels = _separable((30, 30), dim=6)
+    text = _report_of(features, features, features, labels, pretrained_on_eval_scans=True).to_markdown()
+    assert "Positive class: **patient**" in text
+    assert "one pFC view per test scan" in text and "Task2Data(is_test=True)" in text
+    assert "pretrained on these evaluation scans" in text and "label-free" in text
+    assert "majority-class rate" in text and "balanced accuracy" in text and "operating point" in text
+    not_pretrained = _report_of(features, features, features, labels, pretrained_on_eval_scans=False)
+    assert "not pretrained on these evaluation scans" in not_pretrained.to_markdown()
+
+
+def test_roc_operating_point_is_one_minus_specificity_and_sensitivity():
+    features, labels = _separable((30, 30), dim=6, gap=1.0)
+    result = ev.run_paper_protocol(features, labels, n_repeats=3)
+    point = ev.roc_curve_data(result)["operating_point"]
+    assert point == pytest.approx((1 - result.summary["specificity"]["mean"], result.summary["sensitivity"]["mean"]))
+
+
+def test_docs_say_the_authors_sen_spe_are_ppv_npv():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    assert "confusion_matrix(pred, true)" in text and "PPV" in text and "NPV" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 12: figures a reader understands
+# ----------------------------------------------------------------------------------------------
+
+
+def _assert_labelled(fig):
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel() or ax.get_xlabel(), "colour bar without a label"
+        elif ax.axison:
+            assert ax.get_xlabel() and ax.get_ylabel(), f"axes {ax.get_title()!r} lacks a label"
+
+
+def test_roc_figure_names_the_protocol_positive_class_band_and_operating_point():
+    features, labels = _separable((30, 30), dim=6, gap=1.0)
+    report = _report_of(features, features, features, labels)
+    fig = report.roc_figure("paper")
+    _assert_labelled(fig)
+    title = fig._suptitle.get_text()
+    assert "Paper protocol" in title and "positive class: patient" in title and "band: ±1 SD" in title
+    (ax,) = fig.axes
+    markers = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(markers) == 3  # one operating point per method
+
+
+def test_few_shot_figure_does_not_plot_the_degenerate_k1_auc_and_labels_roc_auc():
+    labels = np.repeat([0, 1], 20)
+    # thousands of features, like raw FC: with k=1 the RBF kernel underflows and every test score ties
+    features = np.random.default_rng(0).normal(size=(40, 3000)) + 0.5 * labels[:, None]
+    results = ev.run_few_shot(features, labels, k_values=(1, 5), n_draws=3)
+    assert results[0].degenerate and results[0].summary["auc"]["mean"] == 0.5 and not results[1].degenerate
+    fig = ev.EvaluationReport(results, ["a", "b"]).few_shot_figure()
+    _assert_labelled(fig)
+    (ax,) = fig.axes
+    assert ax.get_ylabel().startswith("ROC AUC")
+    plotted_k = {x for line in ax.get_lines() for x in np.atleast_1d(line.get_xdata()) if line.get_linestyle() != "--"}
+    assert 1 not in plotted_k and 5 in plotted_k
+    assert "not plotted: k = 1" in ax.get_title()
+
+
+def test_every_saved_report_figure_is_a_non_empty_png(synthetic_report, tmp_path):
+    written = synthetic_report.save(tmp_path)
+    for name in ("roc_paper.png", "few_shot.png"):
+        assert written[name].read_bytes()[:4] == b"\x89PNG" and written[name].stat().st_size > 5000
+
+
+def test_verdict_does_not_judge_from_two_splits():
+    features, labels = _separable((30, 30), dim=6)
+    noise = np.random.default_rng(1).normal(size=features.shape)
+    splits = list(ev.repeated_stratified_splits(labels, n_repeats=2, seed=0))
+    results = [ev.run_paper_protocol(x, labels, splits=splits, method=m)
+               for m, x in ((ev.METHOD_MODEL, features), (ev.METHOD_RAW_FC, noise))]
+    (verdict,) = ev.EvaluationReport(results, ["a", "b"]).verdicts()
+    assert "too few splits to judge" in verdict and "above" not in verdict

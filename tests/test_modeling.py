@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import brainmass_hf as bm
+from brainmass_hf.connectivity import min_scan_length
 from brainmass_hf.modeling_brainmass import random_masked_roi_indices
 from conftest import tiny_config
 
@@ -230,26 +231,25 @@ def test_wrong_roi_count_is_one_clear_error():
         model(time_series=torch.zeros(2, 50, 100))
 
 
-def test_nan_or_inf_input_is_one_clear_error():
-    model = bm.BrainMassModel(tiny_config())
-    fc = bm.functional_connectivity(torch.randn(3, 40, 116))
-    fc[1, 3, 4] = float("nan")
-    with pytest.raises(ValueError, match=r"NaN or Inf values in batch positions \[1\]"):
-        model(connectivity=fc)
-    ts = torch.randn(2, 40, 116)
-    ts[0, 5, 5] = float("inf")
-    with pytest.raises(ValueError, match=r"NaN or Inf.*\[0\]"):
-        model(time_series=ts)
+def test_nan_or_inf_scan_is_one_clear_error_at_the_collator_not_in_the_forward():
+    fe = bm.BrainMassFeatureExtractor.from_config(tiny_config())
+    collator = bm.DataCollatorForPseudoFC(fe)
+    good, bad = torch.randn(40, 116).numpy(), torch.randn(40, 116).numpy()
+    bad[5, 5] = float("inf")
+    rows = [{"time_series": good, "subject_id": "sub-ok"}, {"time_series": bad, "subject_id": "sub-inf"}]
+    with pytest.raises(ValueError, match=r"sub-inf.*Inf") as error:
+        collator(rows)
+    assert "sub-ok" not in str(error.value)
 
 
-def test_too_few_time_points_after_the_drop_is_one_clear_error(devfmri_scans):
-    model = bm.BrainMassForPreTraining(tiny_config())
-    ts = torch.tensor(np.stack([devfmri_scans[0][:11], devfmri_scans[1][:11]]))
-    with pytest.raises(ValueError, match="fewer than min_timepoints=10 time points after the pFC drop"):
-        model(time_series=ts)
-    fe = bm.BrainMassFeatureExtractor.from_config(model.config)
-    with pytest.raises(ValueError, match="short-scan"):
-        fe([devfmri_scans[0], devfmri_scans[1][:11]], view="pfc", subject_ids=["ok-scan", "short-scan"])
+def test_too_few_time_points_after_the_drop_is_one_clear_error_at_the_entry_point(devfmri_scans):
+    config = tiny_config()
+    collator = bm.DataCollatorForConnectomeClassification(bm.BrainMassFeatureExtractor.from_config(config))
+    rows = [{"time_series": devfmri_scans[0], "subject_id": "ok-scan", "label": 0},
+            {"time_series": devfmri_scans[1][:11], "subject_id": "short-scan", "label": 1}]
+    with pytest.raises(ValueError, match="short-scan") as error:
+        collator(rows)
+    assert f"{min_scan_length(config)} time points needed" in str(error.value)  # 12: 12 - int(0.2 * 12) = 10
 
 
 def test_mismatched_view_shapes_is_one_clear_error():
@@ -276,3 +276,302 @@ def test_fc_computed_in_the_model_ignores_autocast(devfmri_scans):
             fc = connectivity_view(x, settings=config, pfc=False)
         assert fc.dtype == torch.float32 and torch.isfinite(fc).all()
         assert (fc - expected).abs().max() < 1e-6
+
+
+# ---- checkpoint round trips (issue 7 item 5) ----------------------------------------------------------------------
+def _round_trip_inputs(model_class):
+    fc = bm.functional_connectivity(torch.randn(4, 40, 116))
+    if model_class is bm.BrainMassForPreTraining:
+        return {"connectivity_view1": fc, "connectivity_view2": bm.functional_connectivity(torch.randn(4, 40, 116))}
+    return {"connectivity": fc}
+
+
+def _scramble_batchnorm_statistics(model):
+    """Non-default running statistics, so that a load that resets them shows in eval-mode outputs."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+
+
+@pytest.mark.parametrize(
+    "model_class,auto_class",
+    [
+        (bm.BrainMassModel, "AutoModel"),
+        (bm.BrainMassForPreTraining, "AutoModelForPreTraining"),
+        (bm.BrainMassForConnectomeClassification, "AutoModelForSequenceClassification"),
+    ],
+)
+def test_every_model_class_round_trips_save_and_auto_from_pretrained(tmp_path, model_class, auto_class):
+    import transformers
+
+    model = model_class(tiny_config(num_labels=3, train_masked_roi_modules=False)).eval()
+    _scramble_batchnorm_statistics(model)
+    model.save_pretrained(tmp_path)
+    loaded = getattr(transformers, auto_class).from_pretrained(tmp_path).eval()
+    assert type(loaded) is model_class
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert {n: p.requires_grad for n, p in loaded.named_parameters()} == {
+        n: p.requires_grad for n, p in model.named_parameters()
+    }
+    inputs = _round_trip_inputs(model_class)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        expected = model(**inputs)
+        torch.manual_seed(7)
+        got = loaded(**inputs)
+    for key, value in expected.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            assert torch.isfinite(got[key]).all(), key
+        assert torch.equal(got[key], value), key
+
+
+def test_pretraining_model_loaded_with_auto_class_rebuilds_position_table_and_frozen_parts(tmp_path):
+    from transformers import AutoModelForPreTraining
+
+    config = tiny_config(train_masked_roi_modules=False)
+    bm.BrainMassForPreTraining(config).save_pretrained(tmp_path)
+    loaded = AutoModelForPreTraining.from_pretrained(tmp_path)
+    expected = bm.modeling_brainmass.sinusoidal_position_table(118, 116)[None]
+    assert torch.equal(loaded.position_embeddings, expected)
+    assert not any(p.requires_grad for m in loaded.target_modules() for p in m.parameters())
+    assert not any(p.requires_grad for p in loaded.masked_roi_parameters())
+    assert all(p.requires_grad for m in loaded.online_modules() for p in m.parameters())
+
+
+def test_pretraining_model_from_an_encoder_folder_starts_with_target_equal_to_online(tmp_path):
+    from transformers import AutoModelForPreTraining
+
+    encoder = bm.BrainMassModel(tiny_config())
+    encoder.save_pretrained(tmp_path)
+    model = AutoModelForPreTraining.from_pretrained(tmp_path)
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(model.brainmass.state_dict()[name], tensor)
+    online, target = model._paired_parameters()
+    assert all(torch.equal(o, t) for o, t in zip(online, target))
+    assert not any(t.requires_grad for t in target)
+
+
+# ---- partial checkpoints (issue 7 item 16) ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "model_class", [bm.BrainMassModel, bm.BrainMassForPreTraining, bm.BrainMassForConnectomeClassification]
+)
+def test_checkpoint_with_fewer_layers_than_the_config_is_an_error_unless_partial_loading_is_asked(
+    tmp_path, model_class
+):
+    bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path)  # 2 layers
+    with pytest.raises(ValueError, match=r"no weights for encoder layers \[2, 3\].*allow_partial_loading=True"):
+        model_class.from_pretrained(tmp_path, num_hidden_layers=4)
+    model = model_class.from_pretrained(tmp_path, num_hidden_layers=4, allow_partial_loading=True)
+    assert model.config.num_hidden_layers == 4
+
+
+# ---- Trainer semantics (issue 7 item 6) --------------------------------------------------------------------------
+def test_trainer_does_not_treat_the_models_as_taking_loss_kwargs(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    for model_class in (bm.BrainMassForConnectomeClassification, bm.BrainMassForPreTraining):
+        trainer = Trainer(model=model_class(tiny_config(num_labels=2)), args=args)
+        assert trainer.model_accepts_loss_kwargs is False
+
+
+def _one_sgd_step(tmp_path, model, dataset, batch_size, accumulation):
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, max_steps=1, optim="sgd", learning_rate=0.5,
+        lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0, seed=3, save_strategy="no",
+        per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation, logging_strategy="no",
+    )
+    Trainer(model=model, args=args, train_dataset=dataset).train()
+    return model
+
+
+def test_gradient_accumulation_two_by_b_equals_one_batch_of_2b(tmp_path):
+    # no BatchNorm, no dropout, FC input: the gradient of the mean over 2b scans is exactly the mean of two halves
+    config = tiny_config(num_labels=2, classifier_hidden_sizes=[], hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    start = bm.BrainMassForConnectomeClassification(config)
+    fc = bm.functional_connectivity(torch.randn(8, 40, 116))
+    dataset = [{"connectivity": fc[i], "labels": torch.tensor(i % 2)} for i in range(8)]
+    whole = _one_sgd_step(tmp_path / "a", copy.deepcopy(start), dataset, batch_size=8, accumulation=1)
+    halves = _one_sgd_step(tmp_path / "b", copy.deepcopy(start), dataset, batch_size=4, accumulation=2)
+    moved = [(p - q).abs().max() for p, q in zip(whole.parameters(), start.parameters())]
+    assert max(moved) > 1e-4  # the step did something
+    for (name, a), b in zip(whole.named_parameters(), halves.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+# ---- EMA, checkpointing (issue 9 item 2) -------------------------------------------------------------------------
+def test_ema_update_covers_batchnorm_statistics_in_one_foreach_call(monkeypatch):
+    model = bm.BrainMassForPreTraining(tiny_config(ema_momentum=0.9))
+    _scramble_batchnorm_statistics(model.projection)
+    online, target = model._paired_buffers()
+    before = [t.clone() for t in target]
+    calls = []
+    lerp = torch._foreach_lerp_
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *a: calls.append(1) or lerp(*a))
+    model.update_target()
+    assert len(calls) == 1
+    for o, t, b in zip(online, target, before):
+        if t.is_floating_point():
+            assert torch.allclose(t, 0.9 * b + 0.1 * o, atol=1e-6)
+        else:
+            assert torch.equal(t, o)  # num_batches_tracked is copied
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    fc = bm.functional_connectivity(torch.randn(3, 40, 116))
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = bm.BrainMassModel(config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.encoder.layers)
+        model(connectivity=fc).pooler_output.square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+# ---- config (issue 8) --------------------------------------------------------------------------------------------
+def test_checkpoint_dependent_choices_are_config_fields_with_the_authors_defaults():
+    config = bm.BrainMassConfig()
+    assert (config.readout_negative_slope, config.masked_roi_head_negative_slope, config.classifier_negative_slope,
+            config.num_prefix_tokens) == (0.01, 0.01, 0.01, 2)
+    model = bm.BrainMassForPreTraining(tiny_config(num_prefix_tokens=1, masked_roi_head_negative_slope=0.2))
+    assert model.dist_token is None and model.position_embeddings.shape == (1, 117, 116)
+    assert model.mrm_head[1].negative_slope == 0.2
+    out = model(**_round_trip_inputs(bm.BrainMassForPreTraining))
+    assert torch.isfinite(out.loss)
+    clf = bm.BrainMassForConnectomeClassification(tiny_config(classifier_negative_slope=0.3))
+    assert clf.classifier[2].negative_slope == 0.3
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"ema_momentum": 1.5}, r"ema_momentum must be in \[0, 1\]"),
+        ({"hidden_act": "relu6x"}, r"hidden_act='relu6x' is not a transformers activation"),
+        ({"pfc_mask_way": "crop", "pfc_crop_length": 8}, r"pfc_crop_length=8 is shorter than min_timepoints=10"),
+        ({"pfc_drop_ratio": 1.0}, r"pfc_drop_ratio must be in \[0, 1\)"),
+        ({"num_attention_heads": 5}, r"does not divide num_rois=116.*Choose one of \[1, 2, 4, 29, 58, 116\]"),
+        ({"hidden_dropout_prob": -0.1}, r"hidden_dropout_prob must be in \[0, 1\)"),
+        ({"num_prefix_tokens": 3}, r"num_prefix_tokens must be 0, 1 \(cls\) or 2"),
+        ({"min_timepoints": 1}, r"min_timepoints must be at least 2"),
+        ({"num_hidden_layers": 0}, r"num_hidden_layers must be a positive integer"),
+    ],
+)
+def test_config_rejects_out_of_range_values_naming_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+# ---- malformed input to the models and to checkpoint loading (issue 7 catalogue) --------------------------------
+def test_single_fc_matrix_without_batch_dimension_says_to_add_one():
+    model = bm.BrainMassModel(tiny_config())
+    with pytest.raises(ValueError, match=r"got \(116, 116\)\. Add a batch dimension: connectivity\[None\]"):
+        model(connectivity=torch.eye(116))
+
+
+def test_single_scan_without_batch_dimension_says_to_add_one():
+    model = bm.BrainMassModel(tiny_config())
+    with pytest.raises(ValueError, match=r"got \(50, 116\).*Add a batch dimension \(time_series\[None\]\)"):
+        model(time_series=torch.randn(50, 116))
+
+
+def test_time_mask_that_does_not_match_the_batch_is_one_clear_error():
+    model = bm.BrainMassModel(tiny_config())
+    with pytest.raises(ValueError, match=r"time_mask must have shape .* = \(2, 50\).*got \(2, 40\).*pad_time_series"):
+        model(time_series=torch.randn(2, 50, 116), time_mask=torch.ones(2, 40, dtype=torch.bool))
+
+
+def test_both_or_neither_input_is_one_clear_error():
+    model = bm.BrainMassModel(tiny_config())
+    with pytest.raises(ValueError, match="Pass exactly one of connectivity"):
+        model(connectivity=torch.eye(116)[None], time_series=torch.randn(1, 50, 116))
+    with pytest.raises(ValueError, match="Pass exactly one of connectivity"):
+        model()
+
+
+def test_feature_extractor_for_another_atlas_is_caught_by_the_model(devfmri_scans):
+    model = bm.BrainMassModel(tiny_config(num_rois=100, atlas_name="schaefer100"))
+    batch = bm.BrainMassFeatureExtractor(num_rois=116)(devfmri_scans[:2], view="full")
+    with pytest.raises(ValueError, match=r"\(batch_size, 100, 100\) for this model \(atlas schaefer100\).*atlas"):
+        model(**batch)
+
+
+def test_pretraining_with_one_view_missing_is_one_clear_error():
+    model = bm.BrainMassForPreTraining(tiny_config())
+    with pytest.raises(ValueError, match="needs connectivity_view1 and connectivity_view2, or time_series"):
+        model(connectivity_view1=torch.eye(116)[None].repeat(2, 1, 1))
+
+
+def test_corrupt_config_json_names_the_file_and_the_fix(tmp_path):
+    bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "brainmass", "num_rois": 116,')
+    with pytest.raises(OSError, match=r"config\.json.*not a valid JSON.*download or save the checkpoint again"):
+        bm.BrainMassModel.from_pretrained(tmp_path)
+
+
+def test_config_json_with_an_impossible_value_names_the_field(tmp_path):
+    import json
+
+    bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path)
+    values = json.loads((tmp_path / "config.json").read_text())
+    values["num_attention_heads"] = 7
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    with pytest.raises(ValueError, match=r"num_attention_heads=7 does not divide num_rois=116.*Choose one of"):
+        bm.BrainMassModel.from_pretrained(tmp_path)
+
+
+def test_truncated_weights_file_names_the_checkpoint_and_the_fix(tmp_path):
+    bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match=rf"Cannot read the checkpoint {tmp_path}.*truncated or corrupt.*again"):
+        bm.BrainMassModel.from_pretrained(tmp_path)
+
+
+# ---- collators: values are checked before any cast (issue 7 item 12, entry points of issue 9 item 1) ------------
+@pytest.mark.parametrize(
+    "spoil,message",
+    [
+        (lambda x: x.astype(np.complex64) + 1j, r"sub-bad.*complex"),
+        (lambda x: np.where(np.arange(x.shape[0])[:, None] == 3, 1e39, x), r"sub-bad.*float32"),
+    ],
+)
+def test_collators_name_a_scan_that_a_float32_cast_would_silently_alter(spoil, message):
+    fe = bm.BrainMassFeatureExtractor.from_config(tiny_config())
+    good = np.random.default_rng(0).standard_normal((40, 116))
+    rows = [{"time_series": good, "subject_id": "sub-ok", "label": 0},
+            {"time_series": spoil(good.copy()), "subject_id": "sub-bad", "label": 1}]
+    for collator in (bm.DataCollatorForPseudoFC(fe), bm.DataCollatorForConnectomeClassification(fe)):
+        with pytest.raises(ValueError, match=message):
+            collator(rows)
+
+
+def test_rows_without_a_time_series_column_say_which_columns_they_have():
+    collator = bm.DataCollatorForPseudoFC(bm.BrainMassFeatureExtractor.from_config(tiny_config()))
+    with pytest.raises(ValueError, match=r"the rows have \['bold', 'subject_id'\]\. Rename the scan column"):
+        collator([{"bold": np.zeros((40, 116)), "subject_id": "a"}])
+
+
+@pytest.mark.parametrize(
+    "model_class", [bm.BrainMassModel, bm.BrainMassForPreTraining, bm.BrainMassForConnectomeClassification]
+)
+def test_return_dict_false_gives_the_output_fields_as_a_tuple(model_class):
+    model = model_class(tiny_config(num_labels=2)).eval()
+    inputs = _round_trip_inputs(model_class)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        as_tuple = model(**inputs, return_dict=False)
+        torch.manual_seed(0)
+        as_output = model(**inputs)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_output)
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple, as_output.to_tuple()))

@@ -1,0 +1,405 @@
+"""Releasing BrainMass checkpoints: the code a checkpoint ships, its model card, and pushes to the Hub.
+
+A checkpoint folder is everything a user needs with only ``torch``, ``transformers`` and ``numpy`` installed:
+
+* ``config.json`` + ``model.safetensors`` (a :class:`~brainmass_hf.BrainMassModel` or any other model class),
+* ``preprocessor_config.json`` (:class:`~brainmass_hf.BrainMassFeatureExtractor`),
+* the remote code :data:`REMOTE_CODE_FILES`, with ``auto_map`` entries for every Auto class,
+* ``README.md``, the model card rendered from ``templates/model_card.md`` by :func:`render_model_card`.
+
+:func:`complete_checkpoint_folder` makes a saved folder into that; :func:`push_encoder` (``brainmass push``) uploads
+it; :class:`HubCodeCallback` does it for the revisions the Trainer pushes during pretraining.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import string
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from .configuration_brainmass import BRAINMASS_PRESETS, BrainMassConfig
+
+__all__ = [
+    "REMOTE_CODE_FILES",
+    "REMOTE_CODE_REQUIREMENTS",
+    "remote_code_imports",
+    "complete_checkpoint_folder",
+    "infer_preset",
+    "count_parameters",
+    "render_model_card",
+    "write_model_card",
+    "render_release_card",
+    "write_release_cards",
+    "push_encoder",
+    "push_model_to_hub",
+    "HubCodeCallback",
+]
+
+# What a checkpoint ships: the closure of the relative imports of the model and feature-extractor modules.
+REMOTE_CODE_FILES = (
+    "configuration_brainmass.py",
+    "modeling_brainmass.py",
+    "connectivity.py",
+    "processing_brainmass.py",
+    "validation.py",
+)
+# The only third-party packages that code may import (transformers' check_imports enforces it on the user side).
+REMOTE_CODE_REQUIREMENTS = ("torch", "transformers", "numpy")
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CARD_TEMPLATE = "model_card.md"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Remote code
+# ----------------------------------------------------------------------------------------------------------------
+def remote_code_imports(package_dir: str | Path = _PACKAGE_DIR) -> tuple[set[str], set[str]]:
+    """``(files, packages)``: the module files a checkpoint's code pulls in by relative import (starting from the
+    modeling and processing modules, as transformers' ``custom_object_save`` follows them) and the top-level
+    non-standard-library packages those files import. Uses transformers' own parsers, so it sees exactly what a user's
+    ``trust_remote_code`` load will demand."""
+    from transformers.dynamic_module_utils import get_imports, get_relative_import_files
+
+    package_dir = Path(package_dir)
+    files: set[str] = set()
+    for entry in ("modeling_brainmass.py", "processing_brainmass.py"):
+        files.add(entry)
+        files.update(Path(f).name for f in get_relative_import_files(str(package_dir / entry)))
+    packages: set[str] = set()
+    for name in files:
+        packages.update(p.split(".")[0] for p in get_imports(str(package_dir / name)))
+    return files, packages - set(sys.stdlib_module_names)
+
+
+def _check_remote_code():
+    files, packages = remote_code_imports()
+    extra_files = files - set(REMOTE_CODE_FILES)
+    extra_packages = packages - set(REMOTE_CODE_REQUIREMENTS)
+    if extra_files or extra_packages:
+        raise RuntimeError(
+            f"The checkpoint code would pull in {sorted(extra_files) or ''} {sorted(extra_packages) or ''}, which "
+            f"users without brainmass_hf do not have; remote code may import only {REMOTE_CODE_REQUIREMENTS} and "
+            f"the files {REMOTE_CODE_FILES}."
+        )
+
+
+def complete_checkpoint_folder(
+    folder: str | Path, card: str | None = None, facts: Mapping[str, Any] | None = None, repo_id: str | None = None
+) -> Path:
+    """Make a folder saved by ``save_pretrained`` loadable with ``trust_remote_code`` alone and give it its card.
+
+    Copies :data:`REMOTE_CODE_FILES`, writes ``preprocessor_config.json`` from the config if missing, makes sure
+    ``auto_map`` names every Auto class (``config.json`` and ``preprocessor_config.json``), and writes
+    ``README.md`` (``card`` as given, else :func:`render_model_card` with ``facts``). Returns the folder.
+    """
+    from .processing_brainmass import BrainMassFeatureExtractor
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} has no config.json; save a model there first (model.save_pretrained({str(folder)!r}))."
+        )
+    _check_remote_code()
+    for name in REMOTE_CODE_FILES:
+        shutil.copyfile(_PACKAGE_DIR / name, folder / name)
+    config = BrainMassConfig.from_pretrained(folder)
+    config_json = json.loads((folder / "config.json").read_text())
+    config_json["auto_map"] = {**config.auto_map, **config_json.get("auto_map", {})}
+    (folder / "config.json").write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+    if not (folder / "preprocessor_config.json").is_file():
+        BrainMassFeatureExtractor.from_config(config).save_pretrained(folder)
+    fe_json = json.loads((folder / "preprocessor_config.json").read_text())
+    fe_json.setdefault("auto_map", {})["AutoFeatureExtractor"] = "processing_brainmass.BrainMassFeatureExtractor"
+    (folder / "preprocessor_config.json").write_text(json.dumps(fe_json, indent=2, sort_keys=True) + "\n")
+    if card is None:
+        card = render_model_card(config, facts=facts, repo_id=repo_id, weights_file=_weights_file(folder))
+    (folder / "README.md").write_text(card)
+    return folder
+
+
+def _weights_file(folder: Path) -> Path | None:
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model cards
+# ----------------------------------------------------------------------------------------------------------------
+def infer_preset(config: BrainMassConfig) -> str | None:
+    """The paper preset whose depth and FFN width ``config`` has (heads may differ: they must divide R), else None."""
+    for name, values in BRAINMASS_PRESETS.items():
+        if (config.num_hidden_layers, config.intermediate_size) == (
+            values["num_hidden_layers"],
+            values["intermediate_size"],
+        ):
+            return name
+    return None
+
+
+def count_parameters(config: BrainMassConfig) -> dict[str, int]:
+    """Parameter counts of the encoder (what users load) and of the whole pretraining system, built on the meta
+    device so that no memory is allocated for the large preset."""
+    from .modeling_brainmass import BrainMassForPreTraining, BrainMassModel
+
+    with torch.device("meta"):
+        encoder = BrainMassModel(config)
+        system = BrainMassForPreTraining(config)
+    return {
+        "encoder": sum(p.numel() for p in encoder.parameters()),
+        "pretraining": sum(p.numel() for p in system.parameters()),
+    }
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M ({n:,} parameters)"
+
+
+def _markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows of dicts sharing their keys → a markdown table (columns in the first row's order)."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        missing = set(columns) - set(row)
+        if missing:
+            raise ValueError(f"Table row {dict(row)} lacks the columns {sorted(missing)}; every row needs {columns}.")
+        lines.append("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _roi_order(config: BrainMassConfig) -> str:
+    if config.roi_names:
+        names = list(config.roi_names)
+        shown = ", ".join(names) if len(names) <= 12 else ", ".join(names[:6]) + ", …, " + ", ".join(names[-3:])
+        return f"`config.roi_names` holds the {len(names)} ROI names in input-column order: {shown}."
+    return (
+        "The config stores no ROI names: columns must follow the atlas's label values in ascending order "
+        "(for AAL-116: 2001 … 9170, the order of nilearn's `NiftiLabelsMasker`)."
+    )
+
+
+def render_model_card(
+    config: BrainMassConfig,
+    facts: Mapping[str, Any] | None = None,
+    repo_id: str | None = None,
+    weights_file: str | Path | None = None,
+) -> str:
+    """The model card (``README.md``) of a checkpoint, rendered from the package's ``templates/model_card.md``.
+
+    Architecture, parameter counts, atlas, ROI order and FC/pFC settings come from ``config``. ``facts`` adds what
+    the config cannot know (all optional): ``license`` (Hub tag), ``pretraining_data`` (list of rows with the same
+    keys, e.g. ``dataset``/``scans``/``licence``), ``recipe`` (the pretraining command), ``results`` (``{"protocol":
+    str, "rows": [...], "machine": str}``, measured with this exact file), ``weights`` (``"trained"`` or
+    ``"pending"``), ``status`` (a sentence replacing the weights line), ``name``, ``tags``. Weights are reported trained only when ``weights_file`` exists and
+    ``facts["weights"]`` is not ``"pending"``: a card never claims weights that are not there.
+    """
+    facts = dict(facts or {})
+    counts = count_parameters(config)
+    preset = facts.get("preset") or infer_preset(config) or "custom"
+    name = facts.get("name") or (repo_id.split("/")[-1] if repo_id else f"brainmass-{preset}")
+    repo = repo_id or facts.get("repo_id") or f"<user>/{name}"
+    trained = weights_file is not None and Path(weights_file).is_file() and facts.get("weights") != "pending"
+    if facts.get("status"):
+        status = facts["status"]
+    elif trained:
+        status = "Weights: pretrained as described below (`model.safetensors` in this repository)."
+    else:
+        status = (
+            "**Weights: PENDING.** No pretrained weights have been released for this preset yet: this card "
+            "describes the configuration and the recipe that will produce them. Do not use randomly initialised "
+            "weights as a pretrained encoder."
+        )
+    data_rows = facts.get("pretraining_data") or []
+    if data_rows:
+        scans = sum(int(r.get("scans", 0)) for r in data_rows)
+        data = _markdown_table(data_rows) + f"\n\nIn total {scans} scans, used without labels."
+    else:
+        data = "Not recorded for this checkpoint."
+    results = facts.get("results")
+    if results and trained:
+        measured = (
+            f"Protocol: {results['protocol']}\n\n{_markdown_table(results['rows'])}\n\n"
+            f"Measured with this repository's `model.safetensors` on {results.get('machine', 'an unrecorded machine')}."
+        )
+    elif trained:
+        measured = "No downstream results have been measured with this file yet."
+    else:
+        measured = "None: there are no weights to measure yet."
+    license_ = facts.get("license", "apache-2.0")
+    tags = ["brainmass", "fmri", "functional-connectivity", "neuroimaging", "self-supervised", *facts.get("tags", [])]
+    template = string.Template(resources.files("brainmass_hf").joinpath("templates", _CARD_TEMPLATE).read_text())
+    return template.substitute(
+        license=license_,
+        tags="[" + ", ".join(dict.fromkeys(tags)) + "]",
+        name=name,
+        repo=repo,
+        status=status,
+        preset=preset,
+        num_rois=config.num_rois,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        ffn=config.intermediate_size,
+        pooled=config.pooled_size,
+        encoder_params=_millions(counts["encoder"]),
+        pretraining_params=_millions(counts["pretraining"]),
+        atlas=config.atlas_name or "not recorded (set `atlas_name` when saving)",
+        roi_order=_roi_order(config),
+        fc_kind=config.fc_kind,
+        fisher_z=config.fisher_z,
+        pfc_drop_ratio=config.pfc_drop_ratio,
+        pfc_mask_way=config.pfc_mask_way,
+        pfc_crop_length=config.pfc_crop_length,
+        min_timepoints=config.min_timepoints,
+        pretraining_data=data,
+        recipe=facts.get("recipe") or "Not recorded for this checkpoint.",
+        results=measured,
+    )
+
+
+def write_model_card(folder: str | Path, facts: Mapping[str, Any] | None = None, repo_id: str | None = None) -> Path:
+    """Render the card of the checkpoint in ``folder`` (its ``config.json`` and weights) into ``folder/README.md``."""
+    folder = Path(folder)
+    config = BrainMassConfig.from_pretrained(folder)
+    path = folder / "README.md"
+    path.write_text(render_model_card(config, facts=facts, repo_id=repo_id, weights_file=_weights_file(folder)))
+    return path
+
+
+def render_release_card(facts_path: str | Path, repo_root: str | Path | None = None) -> str:
+    """The card of a released checkpoint from its facts JSON (``model_cards/<name>.json``): the config is the
+    checkpoint's (``facts["checkpoint"]``, relative to the repository root) when it exists, else the preset at
+    the facts' atlas (``num_rois``, ``atlas_name``), whose card then says the weights are pending."""
+    facts = json.loads(Path(facts_path).read_text())
+    root = Path(repo_root) if repo_root is not None else Path(facts_path).resolve().parents[1]
+    folder = root / facts["checkpoint"] if facts.get("checkpoint") else None
+    if folder is not None and (folder / "config.json").is_file():
+        config = BrainMassConfig.from_pretrained(folder)
+        weights = _weights_file(folder)
+    else:
+        config = BrainMassConfig.from_preset(
+            facts["preset"], num_rois=facts["num_rois"], atlas_name=facts.get("atlas_name")
+        )
+        weights = None
+    return render_model_card(config, facts=facts, repo_id=facts.get("repo_id"), weights_file=weights)
+
+
+def write_release_cards(cards_dir: str | Path, repo_root: str | Path | None = None) -> list[Path]:
+    """Render ``<name>.md`` beside every ``<name>.json`` in ``cards_dir`` (the repository's ``model_cards/``)."""
+    written = []
+    for facts_path in sorted(Path(cards_dir).glob("*.json")):
+        path = facts_path.with_suffix(".md")
+        path.write_text(render_release_card(facts_path, repo_root))
+        written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pushing
+# ----------------------------------------------------------------------------------------------------------------
+def _hf_api(token=None):
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def push_encoder(
+    folder: str | Path,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool = False,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    facts: Mapping[str, Any] | None = None,
+    token: str | None = None,
+) -> str:
+    """Push a checkpoint folder (weights, config, feature extractor, code, card) to ``repo_id``.
+
+    The folder is completed in a temporary copy (:func:`complete_checkpoint_folder`), so the source is not
+    modified; an existing ``README.md`` in it is kept as the card. ``revision`` names a branch (created from
+    ``main`` if needed); ``create_pr`` opens a pull request instead of committing. Returns the commit URL (the pull
+    request URL with ``create_pr``).
+    """
+    import tempfile
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json); pass the folder saved by save_pretrained.")
+    if not _HUB_ID.fullmatch(repo_id):
+        raise ValueError(f"repo_id must look like 'user/name'; got {repo_id!r}.")
+    api = _hf_api(token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "checkpoint"
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "__pycache__", ".*"))
+        card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else None
+        complete_checkpoint_folder(staged, card=card, facts=facts, repo_id=repo_id)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=staged,
+            revision=revision,
+            create_pr=create_pr,
+            commit_message=commit_message or "Upload BrainMass checkpoint",
+        )
+    return info.pr_url if create_pr and info.pr_url else info.commit_url
+
+
+def push_model_to_hub(
+    model,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    max_shard_size: int | str | None = "50GB",
+    tags: list[str] | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> str:
+    """``model.push_to_hub`` (same arguments as transformers') with the BrainMass card, the feature extractor and
+    the code; transformers' own push would write its generic "Model Card for Model ID". ``facts``: as
+    :func:`render_model_card`; ``tags`` are added to the card's tags. ``commit_description`` is not used."""
+    import tempfile
+
+    facts = {**(facts or {}), "tags": [*(facts or {}).get("tags", []), *(tags or [])]}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        return push_encoder(
+            tmp, repo_id, revision=revision, private=bool(private), create_pr=create_pr,
+            commit_message=commit_message, facts=facts, token=token,
+        )
+
+
+class HubCodeCallback(TrainerCallback):
+    """Makes every revision the Trainer pushes (``push_to_hub=True``, ``hub_strategy="every_save"``) loadable:
+    before each upload of ``args.output_dir`` it writes the config, code, feature extractor and card there (the
+    Trainer copies only config + weights from the checkpoint folder)."""
+
+    def __init__(self, facts: Mapping[str, Any] | None = None):
+        self.facts = facts
+
+    def on_push_begin(self, args, state, control, model=None, **kwargs):
+        if model is None:
+            return
+        unwrapped = getattr(model, "module", model)
+        unwrapped.config.save_pretrained(args.output_dir)
+        status = (
+            f"Weights: an intermediate pretraining revision (step {state.global_step}), pushed while training; "
+            "pin the final release's revision for downstream use."
+        )
+        facts = {**(self.facts or {}), "status": status}
+        complete_checkpoint_folder(args.output_dir, facts=facts, repo_id=args.hub_model_id)

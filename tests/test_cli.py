@@ -1,0 +1,216 @@
+"""The command line as a user meets it: every subcommand's ``--help``, every flag reaching the library, one-line
+errors for mistakes in the input, and every subcommand run end to end at tiny size."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import brainmass_hf as bm
+from brainmass_hf import cli
+from brainmass_hf.cli import COMMANDS, main
+from conftest import TINY_OVERRIDES, tiny_config, write_nifti_scans
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """A saved tiny encoder (random weights): what ``brainmass pretrain`` writes to ``<output_dir>/encoder``."""
+    path = tmp_path_factory.mktemp("pretrained") / "encoder"
+    bm.BrainMassModel(tiny_config()).save_pretrained(path)
+    return path
+
+
+def error_line(stderr: str, command: str) -> str:
+    """The one error line; other stderr output (logging, progress bars) may come before it, a traceback may not."""
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert sum("error:" in line for line in lines) == 1, stderr
+    assert lines[-1].startswith(f"brainmass {command}: error: "), stderr
+    return lines[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --help
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_help_exits_0_with_its_usage_and_a_description(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: brainmass {command} ")
+    before_options = out.split("options:")[0]
+    paragraphs = [p for p in before_options.split("\n\n") if p.strip()]
+    assert len(paragraphs) >= 2, f"`brainmass {command} --help` has no description"
+
+
+def test_no_command_prints_the_list_and_an_unknown_one_is_an_error(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert all(f"brainmass {command}" in out for command in ("demo", "pretrain", "finetune", "evaluate", "extract"))
+    assert main(["pretrian"]) == 2
+    assert "unknown command 'pretrian'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_installed_script_prints_pretrain_help_and_exits_2_on_a_mistake():
+    exe = shutil.which("brainmass") or str(Path(sys.executable).with_name("brainmass"))
+    done = subprocess.run([exe, "pretrain", "--help"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: brainmass pretrain")
+    done = subprocess.run([exe, "pretrain", "--preset", "huge"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert "Unknown preset 'huge'" in error_line(done.stderr, "pretrain")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Flags reach the library
+# ---------------------------------------------------------------------------------------------------------------
+def test_finetune_passes_every_given_training_arguments_flag_and_nothing_else():
+    script, training = cli.parse_finetune_args(
+        ["--model_name_or_path", "runs/enc", "--label_column", "dx", "--max_steps", "2", "--weight_decay", "0.5",
+         "--push_to_hub", "--hub_model_id", "me/brainmass-ft", "--lr_scheduler_type", "cosine",
+         "--gradient_accumulation_steps", "2", "--no_remove_unused_columns"]
+    )
+    assert (script.model_name_or_path, script.label_column, script.data) == ("runs/enc", "dx", "devfmri")
+    assert training == {
+        "max_steps": 2, "weight_decay": 0.5, "push_to_hub": True, "hub_model_id": "me/brainmass-ft",
+        "lr_scheduler_type": "cosine", "gradient_accumulation_steps": 2, "remove_unused_columns": False,
+    }
+
+
+def test_finetune_help_shows_finetunes_defaults(capsys):
+    main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 20)" in out and "(default: runs/finetune)" in out
+
+
+@pytest.mark.slow
+def test_finetune_run_applies_max_steps_and_weight_decay(encoder_dir, tmp_path):
+    trainer = cli.finetune_main(
+        ["--model_name_or_path", str(encoder_dir), "--output_dir", str(tmp_path / "ft"), "--max_steps", "2",
+         "--weight_decay", "0.5", "--per_device_train_batch_size", "8"]
+    )
+    assert trainer.state.global_step == 2
+    assert 0.5 in {group["weight_decay"] for group in trainer.optimizer.param_groups}
+    assert trainer.args.learning_rate == 1e-4  # finetune()'s default where no flag was given
+    assert (tmp_path / "ft" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mistakes: one line naming what to fix, exit status 2
+# ---------------------------------------------------------------------------------------------------------------
+MALFORMED = {
+    "missing data folder": (
+        ["evaluate", "--model", "{enc}", "--data", "{tmp}/no_such_cohort", "--protocols", "paper"], "no_such_cohort"),
+    "bad label column (finetune)": (
+        ["finetune", "--model_name_or_path", "{enc}", "--label_column", "diagnosis", "--output_dir", "{tmp}/ft"],
+        "'diagnosis'"),
+    "bad label column (evaluate)": (
+        ["evaluate", "--model", "{enc}", "--data", "devfmri", "--label-column", "diagnosis"], "'diagnosis'"),
+    "unknown preset": (["pretrain", "--preset", "huge", "--output_dir", "{tmp}/pt"], "Unknown preset 'huge'"),
+    "bad protocol": (["evaluate", "--model", "{enc}", "--data", "devfmri", "--protocols", "paperr"], "paperr"),
+    "bad --model path": (["evaluate", "--model", "{tmp}/no_encoder", "--data", "devfmri"], "no_encoder"),
+    "bad --model_name_or_path": (
+        ["finetune", "--model_name_or_path", "{tmp}/no_encoder", "--output_dir", "{tmp}/ft"], "no_encoder"),
+    "bad --init_from": (["pretrain", "--init_from", "{tmp}/no_encoder", "--output_dir", "{tmp}/pt"], "no_encoder"),
+    "misspelt override": (
+        ["pretrain", "--config_overrides", "mrm_los_weight=1", "--output_dir", "{tmp}/pt"],
+        "Did you mean 'mrm_loss_weight'"),
+    "override without a value": (
+        ["pretrain", "--config_overrides", "fc_kind", "--output_dir", "{tmp}/pt"], "must look like name=value"),
+    "unknown flag": (["pretrain", "--maxsteps", "2", "--output_dir", "{tmp}/pt"], "--maxsteps"),
+    "missing required flag": (["evaluate", "--data", "devfmri"], "--model"),
+    "few-shot k not integers": (
+        ["evaluate", "--model", "{enc}", "--data", "devfmri", "--few-shot-k", "1,five"], "--few-shot-k"),
+    "resume from latest without a checkpoint": (
+        ["pretrain", "--preset", "tiny", "--resume_from_checkpoint", "latest", "--output_dir", "{tmp}/empty_run"],
+        "empty_run"),
+    "missing NIfTI scan": (
+        ["extract", "--scans", "{tmp}/sub-09_bold.nii.gz", "--atlas", "{tmp}/atlas.nii.gz", "--out", "{tmp}/ts"],
+        "sub-09_bold.nii.gz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_user_mistake_prints_one_line_naming_the_fix_and_exits_2(case, encoder_dir, tmp_path, capsys):
+    template, expected = MALFORMED[case]
+    argv = [a.format(enc=encoder_dir, tmp=tmp_path) for a in template]
+    assert main(argv) == 2
+    assert expected in error_line(capsys.readouterr().err, argv[0])
+
+
+def test_debug_flag_shows_the_traceback(tmp_path, capsys):
+    argv = ["pretrain", "--debug", "--config_overrides", "mrm_los_weight=1", "--output_dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "_parse_overrides" in err
+    assert err.strip().splitlines()[-1].startswith("brainmass pretrain: error: ")
+
+
+def test_misspelt_override_lists_the_valid_fields():
+    with pytest.raises(ValueError, match="mrm_los_weight") as error:
+        cli._parse_overrides("fc_kind=pearson,mrm_los_weight=1")
+    assert all(name in str(error.value) for name in ("num_hidden_layers", "fc_kind", "mrm_loss_weight"))
+    assert cli._parse_overrides("fc_kind=pearson,mrm_loss_weight=1,fisher_z=true") == {
+        "fc_kind": "pearson", "mrm_loss_weight": 1, "fisher_z": True}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every subcommand end to end
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_pretrain_finetune_evaluate_extract_demo_chain_runs_at_tiny_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "--preset", "tiny", "--config_overrides", TINY_OVERRIDES, "--output_dir", "pt",
+                 "--max_steps", "2", "--per_device_train_batch_size", "16", "--save_strategy", "no"]) == 0
+    encoder = tmp_path / "pt" / "encoder"
+    assert (encoder / "model.safetensors").is_file() and (encoder / "preprocessor_config.json").is_file()
+    assert bm.BrainMassConfig.from_pretrained(encoder).intermediate_size == 64  # the override reached the model
+
+    assert main(["finetune", "--model_name_or_path", "pt/encoder", "--output_dir", "ft", "--max_steps", "2"]) == 0
+    assert (tmp_path / "ft" / "model.safetensors").is_file()
+
+    assert main(["evaluate", "--model", "pt/encoder", "--data", "devfmri", "--protocols", "paper", "--n-repeats", "2",
+                 "--no-random-baseline", "--out", "eval"]) == 0
+    assert (tmp_path / "eval" / "results.json").is_file()
+
+    write_nifti_scans(tmp_path)
+    assert main(["extract", "--scans", "sub-01_bold.nii.gz", "sub-02_bold.nii.gz", "--atlas", "atlas.nii.gz",
+                 "--out", "ts", "--t-r", "2"]) == 0
+    arrays = [np.load(p) for p in sorted((tmp_path / "ts").glob("*.npy"))]
+    assert [a.shape for a in arrays] == [(40, 2), (40, 2)]
+
+    assert main(["demo", "--fast", "--out", "demo"]) == 0
+    assert (tmp_path / "demo" / "report.md").is_file() and (tmp_path / "demo" / "encoder").is_dir()
+
+
+@pytest.mark.slow
+def test_finetune_on_a_folder_whose_label_column_holds_strings(encoder_dir, tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    ids = [f"sub-{i:02d}" for i in range(12)]
+    for i, subject in enumerate(ids):
+        np.save(cohort / f"{subject}.npy", rng.normal(size=(100 + i, 116)).astype("float32"))
+    pd.DataFrame({"subject_id": ids, "dx": ["patient", "control"] * 6}).to_csv(cohort / "subjects.csv", index=False)
+    trainer = cli.finetune_main(
+        ["--model_name_or_path", str(encoder_dir), "--data", str(cohort), "--label_column", "dx", "--test_size",
+         "0.25", "--output_dir", str(tmp_path / "ft"), "--max_steps", "2", "--per_device_train_batch_size", "4"]
+    )
+    assert trainer.model.config.id2label == {0: "control", 1: "patient"}
+    assert trainer.state.global_step == 2
+
+
+def test_pyproject_declares_an_spdx_license_the_script_and_package_data_that_exists():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"  # a string: the table form is deprecated
+    assert project["project"]["scripts"]["brainmass"] == "brainmass_hf.cli:main"
+    for pattern in project["tool"]["setuptools"]["package-data"]["brainmass_hf"]:
+        assert any((root / "brainmass_hf").glob(pattern)), f"package-data pattern {pattern!r} matches no file"

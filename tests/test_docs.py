@@ -1,0 +1,138 @@
+"""Every code block in README.md and docs/*.md runs, in document order, in a fresh folder.
+
+* ```python blocks are executed; one namespace per document, so a block may use what an earlier block made.
+* ```bash blocks: every ``brainmass ...`` command runs through :func:`brainmass_hf.cli.main` with the flags of
+  ``TINY_FLAGS`` appended (argparse keeps the last value of a repeated flag), so the documented command runs at
+  tiny size on 2 CPU cores. Nothing else of the command is changed.
+* Other shell commands are allowed only in the README's first two blocks (the environment setup, and
+  ``bash .ci/run``, which is what runs this suite); they are not run here.
+* Files that a user brings and a command reads (NIfTI scans, confounds, the authors' ``.pth``) are made first by
+  :func:`write_user_files`; ``brainmass push`` runs in a subprocess against the local Hub-protocol server.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainmass_hf.cli import main
+from conftest import write_nifti_scans
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SETUP_BLOCKS = 2  # the README's setup + demo command and its test command
+
+# Appended to each documented command in the test; nothing else is substituted.
+TINY_FLAGS = {
+    "demo": ["--fast"],
+    "pretrain": ["--preset", "tiny", "--num_train_epochs", "2"],
+    "finetune": ["--max_steps", "2"],
+    "evaluate": ["--n-repeats", "2", "--no-random-baseline"],
+    "explain": ["--n-splits", "2", "--n-permutations", "1", "--n-group-permutations", "200"],
+    "extract": [],
+    "push": [],
+    "convert-official": [],
+}
+
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+def code_blocks(path: Path) -> list[tuple[str, str, int]]:
+    """``(language, code, line number of the fence)`` for every fenced block of a Markdown file."""
+    text = path.read_text()
+    return [(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
+
+
+def shell_commands(code: str) -> list[list[str]]:
+    """The commands of a bash block: continuation lines joined, comments dropped, ``a && b`` split."""
+    commands = []
+    for line in code.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        while words:
+            cut = words.index("&&") if "&&" in words else len(words)
+            commands.append(words[:cut])
+            words = words[cut + 1:]
+    return commands
+
+
+def test_shell_commands_are_split_the_way_a_shell_would():
+    code = "python3 -m venv .venv && brainmass demo\nbrainmass pretrain --data x \\\n    --bf16   # a comment\n"
+    assert shell_commands(code) == [["python3", "-m", "venv", ".venv"], ["brainmass", "demo"],
+                                    ["brainmass", "pretrain", "--data", "x", "--bf16"]]
+
+
+def test_every_document_has_runnable_blocks_and_every_bash_command_is_known():
+    for path in DOCUMENTS:
+        for index, (language, code, line) in enumerate(code_blocks(path)):
+            if language != "bash" or (path.name == "README.md" and index < SETUP_BLOCKS):
+                continue
+            for words in shell_commands(code):
+                where = f"{path.name}:{line}"
+                assert words[0] == "brainmass", f"{where}: only `brainmass` commands can be run by the doc test"
+                assert words[1] in TINY_FLAGS, f"{where}: add `brainmass {words[1]}` to TINY_FLAGS"
+
+
+def write_user_files(folder: Path):
+    """What the README's commands read that a user would bring: two NIfTI scans + confounds + an atlas
+    (``brainmass extract``) and the authors' checkpoint ``test.pth`` (``brainmass convert-official``)."""
+    import pandas as pd
+
+    from test_convert_official import official_state_dict, save_official
+
+    write_nifti_scans(folder, num_timepoints=100)
+    rng = np.random.default_rng(0)
+    for subject in ("sub-01", "sub-02"):
+        confounds = pd.DataFrame(rng.normal(size=(100, 2)), columns=["trans_x", "rot_z"])
+        confounds.to_csv(folder / f"{subject}_confounds.tsv", sep="\t", index=False)
+    save_official(folder / "test.pth", official_state_dict())
+
+
+def run_push(words: list[str], folder: Path):
+    """``brainmass push`` needs a Hub: run it in a fresh interpreter pointed at the local Hub-protocol server
+    (``huggingface_hub`` reads the endpoint when it is imported)."""
+    from hub_server import LocalHub
+
+    hub = LocalHub().start()
+    try:
+        env = {**os.environ, **hub.env(folder / "hf_home")}
+        code = f"import sys; from brainmass_hf.cli import main; sys.exit(main({words!r}))"
+        done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        hub.stop()
+    return done.returncode, done.stderr[-3000:]
+
+
+def run_document(path: Path, folder: Path):
+    namespace = {"__name__": "__doc_test__"}
+    for index, (language, code, line) in enumerate(code_blocks(path)):
+        where = f"{path.relative_to(REPO)}:{line}"
+        if language == "python":
+            try:
+                exec(compile(code, where, "exec"), namespace)
+            except Exception as error:
+                raise AssertionError(f"the python block at {where} failed: {error!r}") from error
+        elif language == "bash":
+            for words in shell_commands(code):
+                if words[0] != "brainmass":
+                    assert path.name == "README.md" and index < SETUP_BLOCKS, where
+                    continue
+                argv = words[1:] + TINY_FLAGS[words[1]]
+                if words[1] == "push":
+                    status, stderr = run_push(argv, folder)
+                    assert status == 0, f"`{' '.join(words)}` at {where} failed: {stderr}"
+                else:
+                    assert main(argv) == 0, f"`{' '.join(words)}` at {where} exited non-zero"
+
+
+@pytest.mark.slow  # every document loads data or trains a model: 10 s to minutes each
+@pytest.mark.parametrize("path", DOCUMENTS, ids=[p.name for p in DOCUMENTS])
+def test_every_code_block_of_the_document_runs(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_user_files(tmp_path)
+    run_document(path, tmp_path)
