@@ -4,15 +4,15 @@
 # Reports (JSON + Markdown, each naming the GPU) land in the given folder; copy them to benchmarks/results/gpu_*.
 # Device auto (cuda when present). Sized to finish in about 6-8 minutes on an H100; every report is rewritten
 # after each case, so a run cut short keeps what it measured. SMOKE=1 runs the same cases at tiny sizes on any
-# device (a check of the script itself, not a measurement).
+# device (a check of the script itself, not a measurement; without torch.compile, whose CPU build takes minutes).
 set -u
 OUT="${1:-benchmarks/results}"
 mkdir -p "$OUT"
 NOTE="${NOTE:-one-shot GPU run}"
 if [ "${SMOKE:-0}" = "1" ]; then
-  P_BASE=tiny; P_LARGE=tiny; P_REF=tiny; REF_BATCH=4; B=4; STEPS="--steps 1 --warmup 1"; PFC="--scans 8 --timepoints 40"; SDPA_B=2
+  P_BASE=tiny; P_LARGE=tiny; P_REF=tiny; REF_BATCH=4; B=4; COMPILE=""; STEPS="--steps 1 --warmup 1"; PFC="--scans 8 --timepoints 40"; SDPA_B=2
 else
-  P_BASE=base; P_LARGE=large; P_REF=small; REF_BATCH="${REF_BATCH:-64}"; B=256; STEPS="--steps 10 --warmup 3"; PFC=""; SDPA_B=512
+  P_BASE=base; P_LARGE=large; P_REF=small; REF_BATCH="${REF_BATCH:-64}"; B=256; COMPILE="--compile"; STEPS="--steps 10 --warmup 3"; PFC=""; SDPA_B=512
 fi
 B="${BATCH:-$B}"
 BENCH="python benchmarks/benchmark_pretraining.py"
@@ -21,7 +21,7 @@ BENCH="python benchmarks/benchmark_pretraining.py"
 #    + base at batch 256: bf16 autocast + fused AdamW, eager and torch.compile; fp32 for the anchor comparison.
 $BENCH --presets "$P_BASE" --batch-sizes "$B" --precision bf16,fp32 --fused-adamw --sdpa-report \
   --sdpa-batch "$SDPA_B" $STEPS --note "$NOTE" --json "$OUT/gpu_base.json" --md "$OUT/gpu_base.md"
-$BENCH --presets "$P_BASE" --batch-sizes "$B" --precision bf16 --fused-adamw --compile \
+$BENCH --presets "$P_BASE" --batch-sizes "$B" --precision bf16 --fused-adamw $COMPILE \
   $STEPS --note "$NOTE; torch.compile" --json "$OUT/gpu_base_compile.json" --md "$OUT/gpu_base_compile.md"
 # 2. large at batch 256, bf16: peak memory with and without activation checkpointing (target: within 40 GiB).
 $BENCH --presets "$P_LARGE" --batch-sizes "$B" --precision bf16 --fused-adamw $STEPS --note "$NOTE" \

@@ -53,6 +53,31 @@ def _hf_parser(dataclass_types, command: str, description: str):
     return _Parser(dataclass_types, prog=f"brainmass {command}", description=description)
 
 
+def reject_unknown_flags(parser, extra: list[str]):
+    """One error naming every word the parser did not take, with the closest flag for each misspelt one."""
+    if not extra:
+        return
+    flags = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for word in extra:
+        close = difflib.get_close_matches(word.split("=")[0], flags, n=1) if word.startswith("-") else []
+        hints += [f"{word} -> did you mean {close[0]}?"] if close else []
+    parser.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+ORIENTATION_HELP = (
+    "time_by_roi | roi_by_time: the layout of your files, needed when every scan has the same shape so that the "
+    "ROI axis cannot be told from the shapes"
+)
+
+
+def load_data(data: str, orientation: str | None = None):
+    """``--data`` as a ``datasets.Dataset`` (``resolve_dataset``), passing ``--orientation`` to the file loaders."""
+    from .data import resolve_dataset
+
+    return resolve_dataset(data, **({"orientation": orientation} if orientation else {}))
+
+
 def checked_model_path(value: str, flag: str) -> str:
     """``value`` if it is an existing folder or could be a Hub id (``user/name``); else a one-line error.
 
@@ -78,6 +103,7 @@ class PretrainScriptArguments:
         default=None, metadata={"help": "Comma-separated config fields, e.g. 'fc_kind=pearson,mrm_loss_weight=1'."}
     )
     atlas_name: str | None = field(default=None, metadata={"help": "Atlas name stored in the config."})
+    orientation: str | None = field(default=None, metadata={"help": ORIENTATION_HELP})
 
 
 def _parse_overrides(text: str | None) -> dict:
@@ -115,7 +141,6 @@ def pretrain_main(argv: list[str] | None = None):
     import numpy as np
 
     from .configuration_brainmass import BrainMassConfig
-    from .data import resolve_dataset
     from .modeling_brainmass import BrainMassForPreTraining
     from .training import BrainMassPretrainingArguments, pretrain
 
@@ -126,11 +151,12 @@ def pretrain_main(argv: list[str] | None = None):
         "<output_dir>/encoder. Defaults are the authors' recipe; every TrainingArguments flag works; "
         "--resume_from_checkpoint takes a checkpoint folder or 'latest' (the last complete one in --output_dir).",
     )
-    script, args = parser.parse_args_into_dataclasses(args=argv)
+    script, args, extra = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    reject_unknown_flags(parser, extra)
     overrides = _parse_overrides(script.config_overrides)
     if script.atlas_name:
         overrides["atlas_name"] = script.atlas_name
-    dataset = resolve_dataset(script.data)
+    dataset = load_data(script.data, script.orientation)
     if script.init_from:
         init_from = checked_model_path(script.init_from, "--init_from")
         model = BrainMassForPreTraining.from_encoder(init_from, **overrides)
@@ -160,6 +186,7 @@ class FinetuneScriptArguments:
     label_column: str = field(default="label", metadata={"help": "Phenotype column to predict."})
     test_size: float = field(default=0.2, metadata={"help": "Fraction of scans held out (stratified) for testing."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the train/test split."})
+    orientation: str | None = field(default=None, metadata={"help": ORIENTATION_HELP})
 
 
 def _finetune_parser():
@@ -198,8 +225,7 @@ def parse_finetune_args(argv: list[str] | None = None) -> tuple[FinetuneScriptAr
     unset = object()
     namespace = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != argparse.SUPPRESS})
     namespace, extra = parser.parse_known_args(argv, namespace=namespace)
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    reject_unknown_flags(parser, extra)
     given = {k: v for k, v in vars(namespace).items() if v is not unset}
     script_fields = {f.name for f in dataclasses.fields(FinetuneScriptArguments)}
     training_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -209,12 +235,11 @@ def parse_finetune_args(argv: list[str] | None = None) -> tuple[FinetuneScriptAr
 
 def finetune_main(argv: list[str] | None = None):
     """``brainmass finetune``: stratified train/test split, fine-tune, print the test metrics, save the model."""
-    from .data import resolve_dataset
     from .training import finetune
 
     script, training_kwargs = parse_finetune_args(argv)
     model_path = checked_model_path(script.model_name_or_path, "--model_name_or_path")
-    dataset = resolve_dataset(script.data)
+    dataset = load_data(script.data, script.orientation)
     if script.label_column not in dataset.column_names:
         raise ValueError(
             f"--label_column {script.label_column!r} is not a column of {script.data!r}; "
@@ -256,12 +281,14 @@ def _demo(argv):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.output_dir, help="report folder")
     p.add_argument("--fast", action="store_true", help="2 epochs, 2 splits: a smoke run")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=d.explain,
+                   help="interpretation section (which regions drive the classification); default on, off with --fast")
     a = p.parse_args(argv)
     run_demo(
         DemoSettings(
             data=a.data, output_dir=a.out, preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
             learning_rate=a.learning_rate, label_column=a.label_column, n_repeats=a.n_repeats,
-            protocols=tuple(x for x in a.protocols.split(",") if x), seed=a.seed, fast=a.fast,
+            protocols=tuple(x for x in a.protocols.split(",") if x), seed=a.seed, fast=a.fast, explain=a.explain,
         )
     )
 
@@ -273,6 +300,7 @@ def _evaluate(argv):
     p.add_argument("--model", required=True, help="encoder checkpoint folder or Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
     p.add_argument("--protocols", default="paper,linear_probe", help=f"comma-separated from {PROTOCOLS} or 'all'")
+    p.add_argument("--orientation", default=None, help=ORIENTATION_HELP)
     p.add_argument("--label-column", default="label")
     p.add_argument("--site-column", default=None, help="site/cohort column: label × site strata, zero-shot, LOSO")
     p.add_argument("--group-column", default=None, help="subject column: no subject in both train and test")
@@ -294,11 +322,10 @@ def _evaluate(argv):
     except ValueError:
         p.error(f"argument --few-shot-k: expected comma-separated integers, got {a.few_shot_k!r}")
     report = evaluate(
-        checked_model_path(a.model, "--model"), a.data, protocols=a.protocols, label_column=a.label_column,
-        site_column=a.site_column, group_column=a.group_column, cv=a.cv,
+        checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), protocols=a.protocols,
+        label_column=a.label_column, site_column=a.site_column, group_column=a.group_column, cv=a.cv,
         pretrained_on_eval_scans=a.pretrained_on_eval_scans, n_repeats=a.n_repeats, test_size=a.test_size,
-        test_view=a.test_view, num_tta_views=a.num_tta_views,
-        few_shot_k=few_shot_k, seed=a.seed, output_dir=a.out,
+        test_view=a.test_view, num_tta_views=a.num_tta_views, few_shot_k=few_shot_k, seed=a.seed, output_dir=a.out,
         include_random_baseline=not a.no_random_baseline, device=a.device,
     )
     print(report.to_markdown())
@@ -383,6 +410,7 @@ def _explain(argv):
                         "decision: explain.md (top regions with names, MNI coordinates, effect, FDR q), CSVs, figures.")
     p.add_argument("--model", required=True, help="fine-tuned classifier or encoder checkpoint folder / Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
+    p.add_argument("--orientation", default=None, help=ORIENTATION_HELP)
     p.add_argument("--label-column", default="label", help="column with the two classes")
     p.add_argument("--out", default="brainmass_explain", help="output folder")
     p.add_argument("--atlas", default=None, help="atlas for names/coordinates (default: the checkpoint's atlas_name)")
@@ -395,7 +423,8 @@ def _explain(argv):
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
     result = explain(
-        checked_model_path(a.model, "--model"), a.data, label_column=a.label_column, out_dir=a.out, atlas_name=a.atlas, n_splits=a.n_splits,
+        checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), label_column=a.label_column,
+        out_dir=a.out, atlas_name=a.atlas, n_splits=a.n_splits,
         n_permutations=a.n_permutations, n_group_permutations=a.n_group_permutations, ig_steps=a.ig_steps,
         top_k=a.top_k, seed=a.seed, device=a.device,
     )
@@ -424,11 +453,17 @@ def _one_line(error: BaseException) -> str:
     return "; ".join(lines) or type(error).__name__
 
 
+def _is_trainer_debug_value(following: list[str]) -> bool:
+    return bool(following) and following[0].split()[0] in ("underflow_overflow", "tpu_metrics_debug")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``brainmass COMMAND ...``; returns the exit status (0 ok, 2 a mistake in the input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    # TrainingArguments has its own `--debug OPTION` (underflow_overflow, tpu_metrics_debug): leave that one alone
+    ours = [i for i, a in enumerate(argv) if a == "--debug" and not _is_trainer_debug_value(argv[i + 1: i + 2])]
+    debug = bool(ours)
+    argv = [a for i, a in enumerate(argv) if i not in ours]
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

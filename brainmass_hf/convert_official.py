@@ -84,17 +84,22 @@ def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def official_config(state: dict[str, torch.Tensor], num_attention_heads: int | None = None, **kwargs) -> BrainMassConfig:
-    """A :class:`BrainMassConfig` matching the tensor shapes of an authors' state dict: depth from the highest
-    ``attention_list.<i>``, FFN width from ``linear1.weight``, R from ``norm1.weight``, head sizes from the heads'
-    weights. ``num_attention_heads`` defaults to the paper preset of that depth. ``kwargs`` set other fields
-    (e.g. ``atlas_name``)."""
+def _depth(state: dict[str, torch.Tensor]) -> int:
+    """Encoder layers: one more than the highest ``online_network.attention_list.<i>`` index."""
     indices = {int(m.group(1)) for k in state if (m := _LAYER_INDEX.match(k))}
     if not indices:
         raise OfficialCheckpointError(
             "No 'online_network.attention_list.<i>.' keys: this is not a BrainMass authors' checkpoint."
         )
-    depth = max(indices) + 1
+    return max(indices) + 1
+
+
+def official_config(state: dict[str, torch.Tensor], num_attention_heads: int | None = None, **kwargs) -> BrainMassConfig:
+    """A :class:`BrainMassConfig` matching the tensor shapes of an authors' state dict: depth from the highest
+    ``attention_list.<i>``, FFN width from ``linear1.weight``, R from ``norm1.weight``, head sizes from the heads'
+    weights. ``num_attention_heads`` defaults to the paper preset of that depth. ``kwargs`` set other fields
+    (e.g. ``atlas_name``)."""
+    depth = _depth(state)
     first = "online_network.attention_list.0."
     num_rois = state[first + "norm1.weight"].shape[0]
     intermediate = state[first + "linear1.weight"].shape[0]
@@ -188,9 +193,9 @@ def convert_official(
     from .modeling_brainmass import BrainMassForPreTraining, BrainMassModel
 
     state = load_official_state_dict(path)
+    depth = _depth(state)
+    _check_keys(state, depth, str(path))  # before reading shapes, so a missing key is named, not a KeyError
     config = official_config(state, num_attention_heads=num_attention_heads, **config_kwargs)
-    depth = config.num_hidden_layers
-    _check_keys(state, depth, str(path))
 
     def build(model_class, full_: bool):
         model = model_class(config)
@@ -202,7 +207,8 @@ def convert_official(
         try:
             model.load_state_dict(converted, strict=True)
         except RuntimeError as err:  # a shape that disagrees with the inferred config
-            raise OfficialCheckpointError(f"{path}: tensor shapes do not fit a consistent model: {err}") from None
+            detail = " ".join(str(err).split())  # one line: torch lists the mismatches on tab-indented lines
+            raise OfficialCheckpointError(f"{path}: tensor shapes do not fit a consistent model: {detail}") from None
         return model.eval()
 
     encoder = build(BrainMassModel, False)

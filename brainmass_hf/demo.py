@@ -9,7 +9,11 @@ and writes a report folder:
 * ``results.json`` / ``results.md``: every per-split number (from :func:`brainmass_hf.evaluation.evaluate`);
 * ``loss_curves.png``, ``roc_paper.png`` (and ``roc_linear_probe.png``), ``fc_example.png``
   (one scan's FC, two pFC views and their difference), ``few_shot.png`` when few-shot runs;
-* ``encoder/``: the pretrained encoder + feature extractor, loadable with ``AutoModel.from_pretrained``.
+* ``encoder/``: the pretrained encoder + feature extractor, loadable with ``AutoModel.from_pretrained``;
+* ``interpretation/``: which regions drive the child/adult decision (:func:`brainmass_hf.interpret.explain`:
+  ROI permutation importance for frozen features + SVM, a label-permutation test with FDR per region, glass-brain,
+  top-region, FC and attention-rollout figures, CSV tables), linked from a section of ``report.md``. Off with
+  ``--no-explain``; skipped by ``--fast`` unless ``--explain`` is given.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ __all__ = ["DemoSettings", "run_demo"]
 
 @dataclass
 class DemoSettings:
-    """Defaults finish in about five minutes on 2 CPU cores (see README for the measured time)."""
+    """Defaults: pretraining + evaluation in about five minutes on 2 CPU cores, plus about 45 s for the
+    interpretation section (see README for the measured time)."""
 
     data: str = "devfmri"
     output_dir: str = "brainmass_demo_report"
@@ -48,6 +53,13 @@ class DemoSettings:
     protocols: tuple[str, ...] = ("paper", "linear_probe")
     seed: int = 0
     fast: bool = False
+    # interpretation section (brainmass_hf.interpret.explain): None = on, except in --fast runs. Its cost is about
+    # R × explain_splits × explain_permutations encoder passes over the held-out scans: with 2 × 1 it adds about
+    # 45 s to the default run on 2 busy CPU cores (1 thread; a third of it is the five figures)
+    explain: bool | None = None
+    explain_splits: int = 2
+    explain_permutations: int = 1
+    explain_group_permutations: int = 2000
     extra_config: dict = field(default_factory=dict)
 
 
@@ -108,11 +120,55 @@ def fc_example_figure(scan: np.ndarray, config: BrainMassConfig, subject: str, s
     return fig
 
 
+def _files_line(out: Path, protocols) -> str:
+    """The report's closing line: a relative link to every file and folder the demo wrote that exists."""
+    described = {
+        "results.json": "every split", "results.md": "results table", "loss_curves.png": "pretraining losses",
+        "fc_example.png": "FC and pFC views of one scan",
+        **{f"roc_{p}.png": f"ROC, {p.replace('_', ' ')} protocol" for p in protocols},
+        "few_shot.png": "few-shot AUC", "interpretation/": "tables and figures of the interpretation",
+        "encoder/": "the pretrained encoder + feature extractor, for `AutoModel.from_pretrained`",
+    }
+    links = [f"[{name}]({name}) ({what})" for name, what in described.items() if (out / name).exists()]
+    return "Files: " + ", ".join(links) + "."
+
+
 def logging_interval(num_scans: int, batch_size: int, epochs: int) -> int:
     """Optimizer steps between log lines: every 10 steps, or often enough for about ten points on a short run
     (a log line per step floods the console with one dict per step)."""
     total_steps = math.ceil(num_scans / batch_size) * epochs
     return max(1, min(10, total_steps // 10))
+
+
+def interpretation_markdown(settings: DemoSettings, encoder, dataset, out: Path) -> str:
+    """The report's interpretation section: :func:`brainmass_hf.interpret.interpretation_section` run on the
+    pretrained ``encoder`` (files under ``out/interpretation/``, links relative to ``out``), or a short section
+    saying why it was skipped and the command that produces it (``--fast`` runs, ``--no-explain``, or a label
+    column without exactly two classes, which the two-class statistics need)."""
+    from .evaluation import labels_from_dataset
+
+    heading = "## Interpretation (skipped)\n\n"
+    command = (f"`brainmass explain --model {out / 'encoder'} --data {settings.data} "
+               f"--label-column {settings.label_column} --out {out / 'interpretation'}`")
+    if settings.explain is False:
+        return heading + f"Skipped (`--no-explain`). Run `brainmass demo` without it, or {command}.\n"
+    if settings.explain is None and settings.fast:
+        return heading + f"Skipped in `--fast` runs. Run `brainmass demo --fast --explain`, or {command}.\n"
+    _, class_names = labels_from_dataset(dataset, settings.label_column)
+    if len(class_names) != 2:
+        return heading + (
+            f"Skipped: the region statistics compare two classes and {settings.label_column!r} has "
+            f"{len(class_names)} ({class_names}). Filter the data to two classes and run {command}.\n"
+        )
+    from .interpret import interpretation_section
+
+    print(f"\nInterpretation: permutation importance of each ROI ({settings.explain_splits} split(s)) and figures "
+          f"into {out / 'interpretation'} (--no-explain skips it)")
+    return interpretation_section(
+        encoder, dataset, out, label_column=settings.label_column, n_splits=settings.explain_splits,
+        n_permutations=settings.explain_permutations, n_group_permutations=settings.explain_group_permutations,
+        seed=settings.seed,
+    ) + "\n"
 
 
 def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
@@ -123,8 +179,9 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
     settings = settings or DemoSettings()
     for key, value in overrides.items():
         setattr(settings, key, value)
-    if settings.fast:  # for tests and smoke runs: a few steps, a few splits
+    if settings.fast:  # for tests and smoke runs: a few steps, a few splits (and one for the interpretation)
         settings.epochs, settings.n_repeats = min(settings.epochs, 2), min(settings.n_repeats, 2)
+        settings.explain_splits = min(settings.explain_splits, 1)
     out = Path(settings.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -188,9 +245,14 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
         pretrained_on_eval_scans=True,
     )
     timings["evaluation_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - start
     table = report.to_markdown(heading_level=2)
     print("\n" + table)
+
+    # 3. which regions drive the classification (after the table: it takes about as long as the evaluation)
+    t0 = time.perf_counter()
+    interpretation = interpretation_markdown(settings, encoder, dataset, out)
+    timings["interpretation_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - start
 
     summary = {
         "settings": asdict(settings),
@@ -208,7 +270,8 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
         "",
         f"Data: `{settings.data}`, {len(dataset)} scans, {num_rois} ROIs. Model: BrainMass-{settings.preset}, "
         f"pretrained {settings.epochs} epochs (batch {settings.batch_size}) on {summary['device']} in "
-        f"{timings['pretraining_s']:.0f} s; evaluation {timings['evaluation_s']:.0f} s.",
+        f"{timings['pretraining_s']:.0f} s; evaluation {timings['evaluation_s']:.0f} s; interpretation "
+        f"{timings['interpretation_s']:.0f} s.",
         "",
         "## Pretraining losses (first → last logged step)",
         "",
@@ -220,7 +283,8 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
         "",
         table,
         "",
-        "Files: `results.json` (every split), `loss_curves.png`, `roc_paper.png`, `fc_example.png`, `encoder/`.",
+        interpretation,
+        _files_line(out, settings.protocols),
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print(f"\nReport written to {out.resolve()} in {timings['total_s']:.0f} s")

@@ -27,6 +27,7 @@ import torch
 from transformers import TrainerCallback
 
 from .configuration_brainmass import BRAINMASS_PRESETS, BrainMassConfig
+from .processing_brainmass import BrainMassFeatureExtractor
 
 __all__ = [
     "REMOTE_CODE_FILES",
@@ -57,7 +58,7 @@ REMOTE_CODE_REQUIREMENTS = ("torch", "transformers", "numpy")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _CARD_TEMPLATE = "model_card.md"
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_ID = re.compile(r"([A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -82,14 +83,14 @@ def remote_code_imports(package_dir: str | Path = _PACKAGE_DIR) -> tuple[set[str
 
 
 def _check_remote_code():
+    """Refuse to ship code that users' ``trust_remote_code`` load could not import (a stray import in one of the
+    shipped modules would otherwise surface only on their machine)."""
     files, packages = remote_code_imports()
-    extra_files = files - set(REMOTE_CODE_FILES)
-    extra_packages = packages - set(REMOTE_CODE_REQUIREMENTS)
-    if extra_files or extra_packages:
+    extra = sorted(files - set(REMOTE_CODE_FILES)) + sorted(packages - set(REMOTE_CODE_REQUIREMENTS))
+    if extra:
         raise RuntimeError(
-            f"The checkpoint code would pull in {sorted(extra_files) or ''} {sorted(extra_packages) or ''}, which "
-            f"users without brainmass_hf do not have; remote code may import only {REMOTE_CODE_REQUIREMENTS} and "
-            f"the files {REMOTE_CODE_FILES}."
+            f"The checkpoint code would import {extra}, which users without brainmass_hf may not have; shipped code "
+            f"may import only {list(REMOTE_CODE_REQUIREMENTS)} and the files {list(REMOTE_CODE_FILES)}."
         )
 
 
@@ -102,8 +103,6 @@ def complete_checkpoint_folder(
     ``auto_map`` names every Auto class (``config.json`` and ``preprocessor_config.json``), and writes
     ``README.md`` (``card`` as given, else :func:`render_model_card` with ``facts``). Returns the folder.
     """
-    from .processing_brainmass import BrainMassFeatureExtractor
-
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
@@ -178,15 +177,29 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _shorten(names: Sequence[str]) -> str:
+    return ", ".join(names) if len(names) <= 12 else ", ".join(names[:6]) + ", …, " + ", ".join(names[-3:])
+
+
 def _roi_order(config: BrainMassConfig) -> str:
     if config.roi_names:
         names = list(config.roi_names)
-        shown = ", ".join(names) if len(names) <= 12 else ", ".join(names[:6]) + ", …, " + ", ".join(names[-3:])
-        return f"`config.roi_names` holds the {len(names)} ROI names in input-column order: {shown}."
-    return (
-        "The config stores no ROI names: columns must follow the atlas's label values in ascending order "
-        "(for AAL-116: 2001 … 9170, the order of nilearn's `NiftiLabelsMasker`)."
-    )
+        return f"`config.roi_names` holds the {len(names)} ROI names in input-column order: {_shorten(names)}."
+    if config.atlas_name:
+        from .atlases import roi_table
+
+        try:
+            table = roi_table(config.num_rois, config.atlas_name)
+        except (KeyError, ValueError):  # an atlas the package has no table for
+            table = None
+        if table is not None:
+            labels = table["label_value"].tolist()
+            return (
+                f"Columns follow the atlas's label values in ascending order ({labels[0]} … {labels[-1]}, the order "
+                f"of nilearn's `NiftiLabelsMasker`): {_shorten(table['name'].tolist())} "
+                f"(`brainmass_hf.atlases.roi_table`)."
+            )
+    return "The checkpoint records no ROI order: columns must follow the atlas's label values in ascending order."
 
 
 def render_model_card(
@@ -201,8 +214,9 @@ def render_model_card(
     the config cannot know (all optional): ``license`` (Hub tag), ``pretraining_data`` (list of rows with the same
     keys, e.g. ``dataset``/``scans``/``licence``), ``recipe`` (the pretraining command), ``results`` (``{"protocol":
     str, "rows": [...], "machine": str}``, measured with this exact file), ``weights`` (``"trained"`` or
-    ``"pending"``), ``status`` (a sentence replacing the weights line), ``name``, ``tags``. Weights are reported trained only when ``weights_file`` exists and
-    ``facts["weights"]`` is not ``"pending"``: a card never claims weights that are not there.
+    ``"pending"``), ``status`` (a sentence replacing the weights line), ``name``, ``tags``. Weights are reported
+    trained only when ``weights_file`` exists and ``facts["weights"]`` is not ``"pending"``: a card never claims
+    weights that are not there.
     """
     facts = dict(facts or {})
     counts = count_parameters(config)
@@ -262,7 +276,7 @@ def render_model_card(
         pfc_crop_length=config.pfc_crop_length,
         min_timepoints=config.min_timepoints,
         pretraining_data=data,
-        recipe=facts.get("recipe") or "Not recorded for this checkpoint.",
+        recipe=f"```bash\n{facts['recipe']}\n```" if facts.get("recipe") else "Not recorded for this checkpoint.",
         results=measured,
     )
 
@@ -307,12 +321,6 @@ def write_release_cards(cards_dir: str | Path, repo_root: str | Path | None = No
 # ----------------------------------------------------------------------------------------------------------------
 # Pushing
 # ----------------------------------------------------------------------------------------------------------------
-def _hf_api(token=None):
-    from huggingface_hub import HfApi
-
-    return HfApi(token=token)
-
-
 def push_encoder(
     folder: str | Path,
     repo_id: str,
@@ -326,25 +334,31 @@ def push_encoder(
     """Push a checkpoint folder (weights, config, feature extractor, code, card) to ``repo_id``.
 
     The folder is completed in a temporary copy (:func:`complete_checkpoint_folder`), so the source is not
-    modified; an existing ``README.md`` in it is kept as the card. ``revision`` names a branch (created from
-    ``main`` if needed); ``create_pr`` opens a pull request instead of committing. Returns the commit URL (the pull
-    request URL with ``create_pr``).
+    modified. The card is rendered from the checkpoint and ``facts`` when ``facts`` are given, else the folder's
+    own ``README.md`` is kept (a converted or hand-written card), else rendered without facts. ``revision`` names
+    a branch (created from ``main`` if needed); ``create_pr`` opens a pull request instead of committing. Returns
+    the commit URL (the pull request URL with ``create_pr``).
     """
     import tempfile
 
+    from huggingface_hub import HfApi
+
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json); pass the folder saved by save_pretrained.")
+        raise FileNotFoundError(
+            f"{folder} is not a checkpoint folder (no config.json); pass the folder saved by save_pretrained."
+        )
     if not _HUB_ID.fullmatch(repo_id):
-        raise ValueError(f"repo_id must look like 'user/name'; got {repo_id!r}.")
-    api = _hf_api(token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
+        raise ValueError(f"repo_id must look like 'user/name' (or 'name' in your namespace); got {repo_id!r}.")
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     if revision is not None and not create_pr:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "checkpoint"
         shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "__pycache__", ".*"))
-        card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else None
+        keep_card = facts is None and (folder / "README.md").is_file()
+        card = (folder / "README.md").read_text() if keep_card else None
         complete_checkpoint_folder(staged, card=card, facts=facts, repo_id=repo_id)
         info = api.upload_folder(
             repo_id=repo_id,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -51,7 +50,9 @@ __all__ = [
 
 LOSS_PARTS = ("lra_loss", "mrm_loss", "mrc_loss", "mrc_accuracy")
 AUTHORS_WARMUP_EPOCHS = 10.0
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
+)
 _CHECKPOINT = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
 # Keys the pretraining trainer adds to each row so the collator can seed a batch's pFC draws (see _IndexedRows).
 _ROW_INDEX, _ROW_EPOCH = "_brainmass_row_index", "_brainmass_row_epoch"
@@ -112,7 +113,7 @@ class BrainMassPretrainingArguments(TrainingArguments):
 
 
 def epoch_warmup_lambda(steps_per_epoch: int, warmup_epochs: float):
-    """LR factor per optimizer step: ``min(1, (epoch + 1) / warmup_epochs)`` with ``epoch = step // steps_per_epoch``."""
+    """LR factor per optimizer step: ``min(1, (epoch + 1) / warmup_epochs)``, ``epoch = step // steps_per_epoch``."""
 
     def factor(step: int) -> float:
         if warmup_epochs <= 0:
@@ -130,9 +131,10 @@ def _epoch_warmup(args) -> float:
         return 0.0 if own_schedule else AUTHORS_WARMUP_EPOCHS
     if warmup_epochs > 0 and own_schedule:
         raise ValueError(
-            f"warmup_epochs={warmup_epochs} conflicts with lr_scheduler_type={SchedulerType(args.lr_scheduler_type).value!r}"
-            f" / warmup_steps={args.warmup_steps}: set warmup_epochs=0 to use the Trainer's scheduler, or keep "
-            "lr_scheduler_type='constant' and warmup_steps=0 for the authors' epoch warm-up."
+            f"warmup_epochs={warmup_epochs} conflicts with lr_scheduler_type="
+            f"{SchedulerType(args.lr_scheduler_type).value!r} / warmup_steps={args.warmup_steps}: set warmup_epochs=0 "
+            "to use the Trainer's scheduler, or keep lr_scheduler_type='constant' and warmup_steps=0 for the authors' "
+            "epoch warm-up."
         )
     return float(warmup_epochs)
 
@@ -161,15 +163,41 @@ def _numpy_rows(dataset):
     return dataset
 
 
+class _StreamWithoutLoneLastRow(torch.utils.data.IterableDataset):
+    """A stream that drops its last row when that row would be a batch of one (a stream's length is only known at
+    its end, so one row is held back). Each data-loader worker batches its own shard, so the count is per worker."""
+
+    def __init__(self, rows, batch_size: int):
+        self.rows, self.batch_size = rows, batch_size
+
+    def set_epoch(self, epoch: int):  # a shuffled datasets stream reshuffles per epoch
+        if hasattr(self.rows, "set_epoch"):
+            self.rows.set_epoch(epoch)
+
+    def __iter__(self):
+        count, held = 0, None
+        for row in self.rows:
+            if held is not None:
+                yield held
+            held, count = row, count + 1
+        if held is not None and count % self.batch_size != 1:
+            yield held
+
+
 class BrainMassTrainer(Trainer):
     """``Trainer`` for BrainMass models (``finetune`` uses it as is).
 
-    Beyond the ``Trainer``: ``datasets`` rows are read as numpy; a last training batch of one scan is dropped on
-    one process (BatchNorm cannot train on it; it is a different scan each shuffled epoch, and with several
-    processes accelerate completes the last batch from the epoch's start instead); the loss is divided by the
-    accumulation steps (BrainMass losses are batch means, whatever ``forward(**kwargs)`` suggests);
-    ``train(resume_from_checkpoint=True)`` takes the last complete checkpoint; ``sync_batchnorm=True`` converts
-    BatchNorm to ``torch.nn.SyncBatchNorm`` when the world size is above 1 (as the authors do; GPU only in torch).
+    Beyond the ``Trainer``:
+
+    * ``datasets`` rows are read as numpy (train, eval and predict); no memory pinning on CPU.
+    * A last training batch of one scan is dropped on one process, from a map-style dataset or a stream: BatchNorm
+      cannot train on it. It is a different scan each shuffled epoch; with several processes accelerate completes
+      the last batch from the epoch's start instead.
+    * The loss is divided by the accumulation steps: BrainMass losses are batch means, whatever
+      ``forward(**kwargs)`` suggests to the ``Trainer``.
+    * ``train(resume_from_checkpoint=True)`` takes the last complete checkpoint (:func:`last_complete_checkpoint`).
+    * ``sync_batchnorm=True`` (or ``args.sync_batchnorm``) converts BatchNorm to ``torch.nn.SyncBatchNorm`` when the
+      world size is above 1, as the authors do (GPU only in torch).
     """
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None, *,
@@ -179,11 +207,21 @@ class BrainMassTrainer(Trainer):
             eval_dataset=_numpy_rows(eval_dataset) if eval_dataset is not None else None, **kwargs,
         )
         self.model_accepts_loss_kwargs = False
+        if self.args.device.type == "cpu":  # pinning serves host-to-GPU copies; on CPU torch only warns per loader
+            self.args.dataloader_pin_memory = False
+        if self.train_dataset is not None and not has_length(self.train_dataset) and self.args.world_size == 1:
+            self.train_dataset = _StreamWithoutLoneLastRow(self.train_dataset, self._train_batch_size)
         if sync_batchnorm is None:
             sync_batchnorm = getattr(self.args, "sync_batchnorm", False)
         self.uses_sync_batchnorm = bool(sync_batchnorm) and self.args.world_size > 1
         if self.uses_sync_batchnorm:  # in place: the children are swapped, the model object stays
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return super().get_eval_dataloader(_numpy_rows(eval_dataset) if eval_dataset is not None else None)
+
+    def get_test_dataloader(self, test_dataset):
+        return super().get_test_dataloader(_numpy_rows(test_dataset))
 
     def _last_batch_is_one_scan(self) -> bool:
         dataset = self.train_dataset
@@ -255,6 +293,7 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
     run's real data loader (world size, gradient accumulation and ``drop_last`` included)."""
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, **kwargs):
+        args = args if args is not None else BrainMassPretrainingArguments(output_dir="tmp_trainer")
         _epoch_warmup(args)  # a conflicting schedule fails here, not after the first epoch
         if data_collator is None:
             processing_class = kwargs.get("processing_class")
@@ -423,7 +462,8 @@ def _classification_model(source, label_kwargs: dict) -> BrainMassForConnectomeC
             )
         config = source if module is None else encoder.config
         # The new head's labels come from the data, never from the source's head.
-        keep = {k: v for k, v in config.to_dict().items() if k not in ("num_labels", "id2label", "label2id", "problem_type")}
+        head = ("num_labels", "id2label", "label2id", "problem_type")
+        keep = {k: v for k, v in config.to_dict().items() if k not in head}
         model = BrainMassForConnectomeClassification(BrainMassConfig(**{**keep, **label_kwargs}))
         if encoder is not None:
             model.brainmass.load_state_dict(encoder.state_dict())

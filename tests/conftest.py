@@ -53,6 +53,19 @@ def write_nifti_scans(folder, subject_ids=("sub-01", "sub-02"), num_timepoints=4
         nib.save(nib.Nifti1Image(scan, np.eye(4)), os.path.join(folder, f"{subject}_bold.nii.gz"))
 
 
+def run_cli_with_local_hub(hub, argv, cwd, timeout=600):
+    """``brainmass ARGV`` in a fresh interpreter pointed at the local Hub-protocol server ``hub`` (tests/hub_server.py;
+    ``huggingface_hub`` reads the endpoint when it is imported, so this cannot run in the test's own process).
+    Returns the ``subprocess.CompletedProcess``."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, **hub.env(os.path.join(cwd, "hf_home"))}
+    code = f"import sys; from brainmass_hf.cli import main; sys.exit(main({list(argv)!r}))"
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @pytest.fixture
 def tiny():
     return tiny_config

@@ -18,16 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import brainmass_hf as bm  # noqa: E402
 from brainmass_hf.data import load_devfmri  # noqa: E402
-from brainmass_hf.training import BrainMassPretrainingArguments, BrainMassPretrainingTrainer, BrainMassTrainer, pretrain  # noqa: E402
+from brainmass_hf.training import (  # noqa: E402
+    BrainMassPretrainingArguments,
+    BrainMassPretrainingTrainer,
+    BrainMassTrainer,
+    pretrain,
+)
 from conftest import tiny_config  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
-COMMON = dict(use_cpu=True, report_to="none", disable_tqdm=True, save_strategy="no", logging_steps=1, seed=0, ddp_backend="gloo",
-              dataloader_num_workers=0, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
+# use_cpu=True: without it transformers leaves a CPU run NOT_PARALLEL and the gradients are never all-reduced
+COMMON = dict(use_cpu=True, ddp_backend="gloo", ddp_find_unused_parameters=False, report_to="none", disable_tqdm=True,
+              save_strategy="no", logging_steps=1, seed=0, dataloader_num_workers=0, dataloader_pin_memory=False)
 
 
 def pretraining(out: Path, data) -> dict:
-    model = bm.BrainMassForPreTraining(tiny_config())  # same weights on every rank: the seed is set by torchrun's caller
+    model = bm.BrainMassForPreTraining(tiny_config())  # the same weights on every rank: both seeded with 0 in main
     calls, update = [], model.update_target
     model.update_target = lambda *a, **k: calls.append(1) or update(*a, **k)
     args = BrainMassPretrainingArguments(

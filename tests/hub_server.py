@@ -2,13 +2,13 @@
 
 It speaks what ``huggingface_hub`` 2.x (httpx) sends for: ``create_repo`` (``POST /api/repos/create``),
 ``create_branch`` / ``list_repo_refs``, ``preupload`` (weights and data files "lfs", the rest "regular"), the
-git-LFS batch upload (``basic`` transfer: PUT + verify), ``create_commit`` (ndjson, ``create_pr``), ``model_info`` / ``dataset_info`` / ``repo_info`` (also at a
-revision), ``list_repo_tree``, ``get_paths_info``, ``list_repo_commits``, ``whoami``, ``validate-yaml`` (README metadata) and
-file downloads
-(``GET``/``HEAD`` ``/{repo}/resolve/{revision}/{path}`` with ``ETag``, ``X-Repo-Commit``, ``Location``,
-``Content-Length`` and ``Range``). That is enough for ``transformers``' ``push_to_hub`` / ``from_pretrained``, the
-Trainer's checkpoint pushes, and ``datasets``' ``push_to_hub`` / ``load_dataset``. Errors carry ``X-Error-Code``
-(``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) as the Hub does, so clients raise the same exceptions.
+git-LFS batch upload (``basic`` transfer: PUT + verify), ``create_commit`` (ndjson, ``create_pr``),
+``model_info`` / ``dataset_info`` / ``repo_info`` (also at a revision), ``list_repo_tree``, ``get_paths_info``,
+``list_repo_commits``, ``whoami``, ``validate-yaml`` (README metadata) and file downloads (``GET``/``HEAD``
+``/{repo}/resolve/{revision}/{path}`` with ``ETag``, ``X-Repo-Commit``, ``Location``, ``Content-Length`` and
+``Range``). That is enough for ``transformers``' ``push_to_hub`` / ``from_pretrained``, the Trainer's checkpoint
+pushes, and ``datasets``' ``push_to_hub`` / ``load_dataset``. Errors carry ``X-Error-Code`` (``RepoNotFound``,
+``RevisionNotFound``, ``EntryNotFound``) as the Hub does, so clients raise the same exceptions.
 
 Clients find it through ``HF_ENDPOINT`` (read when ``huggingface_hub`` is imported, so tests run clients in a
 subprocess with :meth:`LocalHub.env`), with ``HF_HUB_DISABLE_XET=1`` and a temporary ``HF_HOME``.
@@ -125,8 +125,8 @@ class LocalHub:
                                url=f"{self.url}/{_URL_PREFIX[repo_type]}{repo_id}")
             repo = Repo(repo_type, repo_id, private)
             # the Hub starts every repo with one commit holding .gitattributes
-            first = Commit(self._new_sha(repo_id), {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
-                           "initial commit", None)
+            attributes = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+            first = Commit(self._new_sha(repo_id), {".gitattributes": attributes}, "initial commit", None)
             repo.commits[first.sha] = first
             repo.refs["main"] = first.sha
             self.repos[(repo_type, repo_id)] = repo
@@ -332,7 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
             "id": repo.repo_id, "_id": repo.repo_id, "sha": commit.sha, "private": repo.private, "disabled": False,
             "gated": False, "downloads": 0, "likes": 0, "tags": [], "lastModified": commit.date,
             "createdAt": commit.date, "author": repo.repo_id.split("/")[0],
-            "siblings": [{"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(commit.files.items())],
+            "siblings": [
+                {"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(commit.files.items())
+            ],
         }
 
     def _api(self, repo: Repo, rest: str, query: dict):
@@ -399,7 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(404, f"Entry not found: {file_path} at {revision}", "EntryNotFound")
         content = commit.files[file_path]
         etag = git_blob_sha(content)
-        location = f"{self.server_hub.url}/{_URL_PREFIX[repo.repo_type]}{repo.repo_id}/resolve/{commit.sha}/{quote(file_path)}"
+        # where the file lives at this exact commit (the Hub sends it with redirects; clients keep it as location)
+        repo_url = f"{self.server_hub.url}/{_URL_PREFIX[repo.repo_type]}{repo.repo_id}"
+        location = f"{repo_url}/resolve/{commit.sha}/{quote(file_path)}"
         headers = {"ETag": f'"{etag}"', "X-Repo-Commit": commit.sha, "Location": location, "Accept-Ranges": "bytes"}
         status = 200
         byte_range = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))

@@ -12,7 +12,7 @@ import pytest
 import brainmass_hf as bm
 from brainmass_hf import cli
 from brainmass_hf.cli import COMMANDS, main
-from conftest import TINY_OVERRIDES, tiny_config, write_nifti_scans
+from conftest import TINY_OVERRIDES, run_cli_with_local_hub, tiny_config, write_nifti_scans
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,22 @@ def test_finetune_passes_every_given_training_arguments_flag_and_nothing_else():
     }
 
 
+@pytest.mark.slow
+def test_finetune_push_to_hub_flags_push_the_model(encoder_dir, tmp_path):
+    from hub_server import LocalHub
+
+    hub = LocalHub().start()
+    try:
+        done = run_cli_with_local_hub(
+            hub, ["finetune", "--model_name_or_path", str(encoder_dir), "--output_dir", "ft", "--max_steps", "2",
+                  "--push_to_hub", "--hub_model_id", "user/brainmass-ft"], tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        files = hub.repo("model", "user/brainmass-ft").resolve("main").files
+    finally:
+        hub.stop()
+    assert {"config.json", "model.safetensors"} <= set(files)
+
+
 def test_finetune_help_shows_finetunes_defaults(capsys):
     main(["finetune", "--help"])
     out = " ".join(capsys.readouterr().out.split())
@@ -120,7 +136,10 @@ MALFORMED = {
         "Did you mean 'mrm_loss_weight'"),
     "override without a value": (
         ["pretrain", "--config_overrides", "fc_kind", "--output_dir", "{tmp}/pt"], "must look like name=value"),
-    "unknown flag": (["pretrain", "--maxsteps", "2", "--output_dir", "{tmp}/pt"], "--maxsteps"),
+    "misspelt flag (pretrain)": (
+        ["pretrain", "--maxsteps", "2", "--output_dir", "{tmp}/pt"], "--maxsteps -> did you mean --max_steps?"),
+    "misspelt flag (finetune)": (
+        ["finetune", "--model_name_or_path", "{enc}", "--weight-decai", "0.5"], "did you mean --weight-decay?"),
     "missing required flag": (["evaluate", "--data", "devfmri"], "--model"),
     "few-shot k not integers": (
         ["evaluate", "--model", "{enc}", "--data", "devfmri", "--few-shot-k", "1,five"], "--few-shot-k"),
@@ -187,19 +206,22 @@ def test_pretrain_finetune_evaluate_extract_demo_chain_runs_at_tiny_size(tmp_pat
 
 
 @pytest.mark.slow
-def test_finetune_on_a_folder_whose_label_column_holds_strings(encoder_dir, tmp_path):
+@pytest.mark.parametrize("label_column", ["dx", "label"])  # "label": the layout we ship (issue 7 item 3)
+def test_finetune_on_a_folder_of_same_shape_scans_with_a_string_label_column(label_column, encoder_dir, tmp_path):
     import pandas as pd
 
     rng = np.random.default_rng(0)
     cohort = tmp_path / "cohort"
     cohort.mkdir()
     ids = [f"sub-{i:02d}" for i in range(12)]
-    for i, subject in enumerate(ids):
-        np.save(cohort / f"{subject}.npy", rng.normal(size=(100 + i, 116)).astype("float32"))
-    pd.DataFrame({"subject_id": ids, "dx": ["patient", "control"] * 6}).to_csv(cohort / "subjects.csv", index=False)
+    for subject in ids:  # one shape for every scan: the ROI axis must be stated with --orientation
+        np.save(cohort / f"{subject}.npy", rng.normal(size=(120, 116)).astype("float32"))
+    table = pd.DataFrame({"subject_id": ids, label_column: ["patient", "control"] * 6})
+    table.to_csv(cohort / "subjects.csv", index=False)
     trainer = cli.finetune_main(
-        ["--model_name_or_path", str(encoder_dir), "--data", str(cohort), "--label_column", "dx", "--test_size",
-         "0.25", "--output_dir", str(tmp_path / "ft"), "--max_steps", "2", "--per_device_train_batch_size", "4"]
+        ["--model_name_or_path", str(encoder_dir), "--data", str(cohort), "--orientation", "time_by_roi",
+         "--label_column", label_column, "--test_size", "0.25", "--output_dir", str(tmp_path / "ft"),
+         "--max_steps", "2", "--per_device_train_batch_size", "4"]
     )
     assert trainer.model.config.id2label == {0: "control", 1: "patient"}
     assert trainer.state.global_step == 2
@@ -214,3 +236,11 @@ def test_pyproject_declares_an_spdx_license_the_script_and_package_data_that_exi
     assert project["project"]["scripts"]["brainmass"] == "brainmass_hf.cli:main"
     for pattern in project["tool"]["setuptools"]["package-data"]["brainmass_hf"]:
         assert any((root / "brainmass_hf").glob(pattern)), f"package-data pattern {pattern!r} matches no file"
+
+
+def test_main_takes_its_own_debug_flag_but_leaves_the_trainers_debug_option(monkeypatch):
+    seen = []
+    monkeypatch.setitem(COMMANDS, "finetune", seen.append)
+    assert main(["finetune", "--debug", "underflow_overflow", "--max_steps", "2"]) == 0
+    assert main(["finetune", "--max_steps", "2", "--debug"]) == 0
+    assert seen == [["--debug", "underflow_overflow", "--max_steps", "2"], ["--max_steps", "2"]]

@@ -3,6 +3,7 @@
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -158,10 +159,14 @@ def test_unknown_and_missing_keys_are_refused(official, tmp_path):
     torch.save({"model": {**sd, "online_network.extra_head.weight": torch.zeros(2)}}, tmp_path / "unknown.pth")
     with pytest.raises(OfficialCheckpointError, match=r"does not know.*extra_head"):
         convert_official(tmp_path / "unknown.pth")
-    missing = {k: v for k, v in sd.items() if k != "online_network.attention_list.3.linear2.bias"}
-    torch.save({"model": missing}, tmp_path / "missing.pth")
-    with pytest.raises(OfficialCheckpointError, match=r"lacks 1 keys.*attention_list\.3\.linear2\.bias"):
-        convert_official(tmp_path / "missing.pth")
+    for key in ("online_network.attention_list.3.linear2.bias", "online_network.attention_list.0.norm1.weight"):
+        torch.save({"model": {k: v for k, v in sd.items() if k != key}}, tmp_path / "missing.pth")
+        with pytest.raises(OfficialCheckpointError, match=rf"lacks 1 keys.*{re.escape(key)}"):
+            convert_official(tmp_path / "missing.pth")
+    bad_shape = {**sd, "online_network.attention_list.5.linear1.weight": torch.zeros(512, R)}
+    torch.save({"model": bad_shape}, tmp_path / "shape.pth")
+    with pytest.raises(OfficialCheckpointError, match="tensor shapes do not fit.*layers.5.feed_forward.fc1"):
+        convert_official(tmp_path / "shape.pth")
 
 
 def test_heads_must_be_given_when_they_cannot_be_inferred(official, tmp_path):

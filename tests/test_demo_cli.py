@@ -1,6 +1,7 @@
 """The main job end to end (fast mode) and the command line."""
 
 import json
+import re
 import warnings
 
 import nibabel as nib
@@ -8,17 +9,31 @@ import numpy as np
 import pytest
 
 from brainmass_hf.cli import main
-from brainmass_hf.demo import fc_example_figure, logging_interval, loss_curves_figure, run_demo
+from brainmass_hf.demo import (
+    DemoSettings,
+    fc_example_figure,
+    interpretation_markdown,
+    logging_interval,
+    loss_curves_figure,
+    run_demo,
+)
+
+INTERPRETATION_FILES = (
+    "explain.md", "roi_importance.csv", "edges.csv", "importance_per_split.csv", "attention_received.csv",
+    "top_regions.png", "roi_importance_glass_brain.png", "top_edges_glass_brain.png", "fc_by_class.png",
+    "attention_rollout_by_class.png",
+)
 
 
-@pytest.mark.slow  # pretrains and evaluates on 155 scans: ~35 s on 2 cores
+@pytest.mark.slow  # pretrains, evaluates and explains on 155 scans: ~60 s on 2 cores
 def test_demo_runs_end_to_end_on_the_bundled_cohort_and_writes_every_report_file(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = run_demo(output_dir=str(tmp_path), fast=True, epochs=1, n_repeats=2, batch_size=64)
+        summary = run_demo(output_dir=str(tmp_path), fast=True, epochs=1, n_repeats=2, batch_size=64, explain=True,
+                           explain_group_permutations=200)
     for name in ("report.md", "report.json", "results.json", "results.md", "loss_curves.png", "roc_paper.png",
                  "roc_linear_probe.png", "fc_example.png", "encoder/model.safetensors",
-                 "encoder/preprocessor_config.json"):
+                 "encoder/preprocessor_config.json", *(f"interpretation/{f}" for f in INTERPRETATION_FILES)):
         assert (tmp_path / name).exists() and (tmp_path / name).stat().st_size > 0, name
     report = json.loads((tmp_path / "report.json").read_text())
     methods = {r["method"] for r in report["results"]["results"]}
@@ -27,8 +42,42 @@ def test_demo_runs_end_to_end_on_the_bundled_cohort_and_writes_every_report_file
     text = (tmp_path / "report.md").read_text()
     assert "raw FC" in text and "pretrained on these evaluation scans" in text and "paired difference" in text
     assert report["results"]["settings"]["pretrained_on_eval_scans"] is True
+    # the interpretation section: a top-10 table of named regions, and every figure / table linked relative to
+    # the report (so the links work wherever the folder is moved)
+    assert "## Interpretation: which regions drive the classification" in text
+    assert "| rank | region |" in text and "importance (± SD over 1 split)" in text and "Precentral_L" in (tmp_path / "interpretation/roi_importance.csv").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    for name in ("interpretation/top_regions.png", "interpretation/roi_importance_glass_brain.png",
+                 "interpretation/roi_importance.csv", "results.json", "loss_curves.png", "encoder/"):
+        assert name in links, name
+    assert all((tmp_path / link).exists() for link in links), [link for link in links if not (tmp_path / link).exists()]
+    assert summary["timings"]["interpretation_s"] > 0
     if not __import__("torch").cuda.is_available():
         assert not [w for w in caught if "pin_memory" in str(w.message)]
+
+
+def test_demo_interpretation_is_skipped_with_the_command_that_makes_it(tmp_path):
+    from datasets import Dataset
+
+    fast = interpretation_markdown(DemoSettings(fast=True), None, None, tmp_path)
+    assert "Skipped in `--fast` runs" in fast and "--explain" in fast and "brainmass explain --model" in fast
+    off = interpretation_markdown(DemoSettings(explain=False), None, None, tmp_path)
+    assert "Skipped (`--no-explain`)" in off and "brainmass explain" in off
+    three = Dataset.from_dict({"label": ["a", "b", "c"] * 2})
+    multi = interpretation_markdown(DemoSettings(), None, three, tmp_path)
+    assert "compare two classes" in multi and "has 3" in multi
+    assert not (tmp_path / "interpretation").exists()
+
+
+def test_cli_demo_explain_flags_reach_the_settings(monkeypatch):
+    import brainmass_hf.demo
+
+    seen = []
+    monkeypatch.setattr(brainmass_hf.demo, "run_demo", seen.append)
+    main(["demo", "--no-explain"])
+    main(["demo", "--fast", "--explain"])
+    main(["demo"])
+    assert [(s.explain, s.fast) for s in seen] == [(False, False), (True, True), (None, False)]
 
 
 def test_demo_logs_every_10_steps_on_long_runs_and_about_ten_points_on_short_ones():

@@ -10,18 +10,16 @@
   :func:`write_user_files`; ``brainmass push`` runs in a subprocess against the local Hub-protocol server.
 """
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from brainmass_hf.cli import main
-from conftest import write_nifti_scans
+from conftest import run_cli_with_local_hub, write_nifti_scans
+from hub_server import LocalHub
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -92,22 +90,6 @@ def write_user_files(folder: Path):
     save_official(folder / "test.pth", official_state_dict())
 
 
-def run_push(words: list[str], folder: Path):
-    """``brainmass push`` needs a Hub: run it in a fresh interpreter pointed at the local Hub-protocol server
-    (``huggingface_hub`` reads the endpoint when it is imported)."""
-    from hub_server import LocalHub
-
-    hub = LocalHub().start()
-    try:
-        env = {**os.environ, **hub.env(folder / "hf_home")}
-        code = f"import sys; from brainmass_hf.cli import main; sys.exit(main({words!r}))"
-        done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
-                              timeout=600)
-    finally:
-        hub.stop()
-    return done.returncode, done.stderr[-3000:]
-
-
 def run_document(path: Path, folder: Path):
     namespace = {"__name__": "__doc_test__"}
     for index, (language, code, line) in enumerate(code_blocks(path)):
@@ -123,9 +105,13 @@ def run_document(path: Path, folder: Path):
                     assert path.name == "README.md" and index < SETUP_BLOCKS, where
                     continue
                 argv = words[1:] + TINY_FLAGS[words[1]]
-                if words[1] == "push":
-                    status, stderr = run_push(argv, folder)
-                    assert status == 0, f"`{' '.join(words)}` at {where} failed: {stderr}"
+                if words[1] == "push":  # needs a Hub: the local Hub-protocol server
+                    hub = LocalHub().start()
+                    try:
+                        done = run_cli_with_local_hub(hub, argv, folder)
+                    finally:
+                        hub.stop()
+                    assert done.returncode == 0, f"`{' '.join(words)}` at {where} failed: {done.stderr[-3000:]}"
                 else:
                     assert main(argv) == 0, f"`{' '.join(words)}` at {where} exited non-zero"
 

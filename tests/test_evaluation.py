@@ -728,7 +728,7 @@ def test_roc_figure_names_the_protocol_positive_class_band_and_operating_point()
     report = _report_of(features, features, features, labels)
     fig = report.roc_figure("paper")
     _assert_labelled(fig)
-    title = fig._suptitle.get_text()
+    title = fig.get_suptitle()
     assert "Paper protocol" in title and "positive class: patient" in title and "band: ±1 SD" in title
     (ax,) = fig.axes
     markers = [line for line in ax.get_lines() if line.get_marker() == "o"]
@@ -764,3 +764,15 @@ def test_verdict_does_not_judge_from_two_splits():
                for m, x in ((ev.METHOD_MODEL, features), (ev.METHOD_RAW_FC, noise))]
     (verdict,) = ev.EvaluationReport(results, ["a", "b"]).verdicts()
     assert "too few splits to judge" in verdict and "above" not in verdict
+
+
+@pytest.mark.parametrize("view, text", [("full", "the full FC of each test scan"),
+                                        ("tta", "the mean feature of 8 pFC views per test scan")])
+def test_report_names_the_other_test_views(view, text):
+    features, labels = _separable((30, 30), dim=6)
+    assert text in _report_of(features, features, features, labels, test_view=view).to_markdown()
+
+
+def test_unknown_test_view_raises_value_error():
+    with pytest.raises(ValueError, match="view must be one of"):
+        ev.evaluate(None, _labelled_dataset([0, 1] * 4), test_view="mean")

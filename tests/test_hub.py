@@ -49,6 +49,23 @@ def test_remote_code_imports_only_torch_transformers_numpy():
     assert packages == set(hub.REMOTE_CODE_REQUIREMENTS)
 
 
+def test_a_stray_import_in_shipped_code_is_found_and_refused(tmp_path, monkeypatch):
+    """The old processing module imported `.data` inside a function (so datasets, pandas, ...): transformers ships
+    and checks indented imports too, and so does remote_code_imports."""
+    for name in hub.REMOTE_CODE_FILES:
+        (tmp_path / name).write_text((Path(hub.__file__).parent / name).read_text())
+    with open(tmp_path / "processing_brainmass.py", "a") as f:
+        f.write("\n\ndef _load():\n    from .data import load_devfmri\n\n    return load_devfmri()\n")
+    (tmp_path / "data.py").write_text("import pandas\nimport datasets\n")
+    files, packages = hub.remote_code_imports(tmp_path)
+    assert files == {*hub.REMOTE_CODE_FILES, "data.py"}
+    assert packages == {"torch", "transformers", "numpy", "pandas", "datasets"}
+    monkeypatch.setattr(hub, "remote_code_imports", lambda: (files, packages))
+    bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(RuntimeError, match=r"would import \['data.py', 'datasets', 'pandas'\]"):
+        hub.complete_checkpoint_folder(tmp_path / "ckpt")
+
+
 def test_saved_model_and_feature_extractor_ship_the_code_and_auto_map(tmp_path):
     config = tiny_config(atlas_name="AAL-116")
     bm.BrainMassModel(config).save_pretrained(tmp_path / "model")
@@ -93,14 +110,16 @@ def test_card_is_filled_from_the_checkpoint(tmp_path):
     model = bm.BrainMassModel(config)
     model.save_pretrained(tmp_path)
     facts = {"license": "cc-by-nc-sa-4.0", "recipe": "brainmass pretrain --preset tiny", "results": RESULTS,
-             "pretraining_data": [{"dataset": "A", "scans": 3, "licence": "CC0"}, {"dataset": "B", "scans": 4, "licence": "CC0"}]}
+             "pretraining_data": [{"dataset": "A", "scans": 3, "licence": "CC0"},
+                                  {"dataset": "B", "scans": 4, "licence": "CC0"}]}
     text = hub.write_model_card(tmp_path, facts=facts, repo_id="user/brainmass-tiny").read_text()
     card = ModelCard(text)
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "feature-extraction"
     assert card.data.license == "cc-by-nc-sa-4.0" and "fmri" in card.data.tags
     n_params = sum(p.numel() for p in model.parameters())
     assert f"{n_params:,} parameters" in text
-    assert "| preset | custom |" in text and "| layers / heads / FFN width | 2 / 2 / 64 |" in text and "AAL-116" in text and "ROI_0, ROI_1" in text and "ROI_115" in text
+    assert "| preset | custom |" in text and "| layers / heads / FFN width | 2 / 2 / 64 |" in text
+    assert "AAL-116" in text and "ROI_0, ROI_1" in text and "ROI_115" in text
     assert 'fc_kind="ledoit_wolf"' in text and "pfc_drop_ratio=0.3" in text
     assert "In total 7 scans" in text and "brainmass pretrain --preset tiny" in text
     assert "| raw FC | 0.66 ± 0.03 |" in text and RESULTS["protocol"] in text
@@ -173,8 +192,8 @@ def test_local_hub_speaks_the_protocol(local_hub, tmp_path):
         local_hub, tmp_path / "hf", tmp_path,
     )
     assert "protocol-ok" in out
-    resolve_heads = [r for r in local_hub.requests if r[0] == "HEAD" and "/resolve/" in r[1] and r[2] == 200]
-    assert resolve_heads
+    paths = [path for method, path, status in local_hub.requests if status < 400]
+    assert any("/resolve/" in p for p in paths) and any(p.endswith(".git/info/lfs/objects/batch") for p in paths)
 
 
 @pytest.mark.slow
@@ -258,7 +277,8 @@ def test_brainmass_push_cli_revision_and_pr(local_hub, tmp_path):
         assert {{*{list(hub.REMOTE_CODE_FILES)!r}, "config.json", "model.safetensors", "preprocessor_config.json",
                 "README.md"}} <= files, files
         assert set(api.list_repo_files("user/released")) == {{".gitattributes"}}  # main untouched
-        assert [r.ref for r in api.list_repo_refs("user/released", include_pull_requests=True).pull_requests] == ["refs/pr/1"]
+        refs = api.list_repo_refs("user/released", include_pull_requests=True)
+        assert [r.ref for r in refs.pull_requests] == ["refs/pr/1"]
         card = open(hf_hub_download("user/released", "README.md", revision="v1")).read()
         assert "brainmass pretrain --preset tiny --output_dir enc" in card and "license: cc0-1.0" in card
         expected = torch.load("expected.pt")
@@ -285,12 +305,15 @@ def test_pretraining_pushes_loadable_revisions(local_hub, tmp_path):
         from brainmass_hf.hub import HubCodeCallback
         from conftest import tiny_config
         rng = np.random.default_rng(0)
-        ds = datasets.Dataset.from_dict({{"time_series": [rng.standard_normal((40, 116)).astype("float32") for _ in range(8)]}})
+        scans = [rng.standard_normal((40, 116)).astype("float32") for _ in range(8)]
+        ds = datasets.Dataset.from_dict({{"time_series": scans}})
         model = bm.BrainMassForPreTraining(tiny_config(atlas_name="AAL-116"))
         args = TrainingArguments(output_dir="run", max_steps=2, save_steps=1, per_device_train_batch_size=4,
                                  push_to_hub=True, hub_model_id="user/pretraining", hub_strategy="every_save",
+                                 hub_always_push=True,
                                  report_to=[], use_cpu=True, remove_unused_columns=False)
-        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=bm.DataCollatorForPseudoFC(bm.BrainMassFeatureExtractor.from_config(model.config)),
+        collator = bm.DataCollatorForPseudoFC(bm.BrainMassFeatureExtractor.from_config(model.config))
+        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
                           callbacks=[HubCodeCallback()])
         trainer.train()
         trainer.push_in_progress.wait_until_done() if trainer.push_in_progress else None
@@ -308,7 +331,7 @@ def test_pretraining_pushes_loadable_revisions(local_hub, tmp_path):
 
 
 @pytest.mark.slow
-def test_dataset_push_to_hub_and_load_dataset(local_hub, tmp_path):
+def test_dataset_push_to_hub_load_dataset_and_data_hub_id(local_hub, tmp_path):
     script = """
         import numpy as np
         import datasets
@@ -322,6 +345,16 @@ def test_dataset_push_to_hub_and_load_dataset(local_hub, tmp_path):
         assert loaded["subject_id"] == ds["subject_id"] and loaded["label"] == ds["label"]
         for a, b in zip(loaded["time_series"], ds["time_series"]):
             assert np.allclose(np.asarray(a, dtype=np.float32), np.asarray(b))
+
+        # a Hub dataset id wherever the library and the CLI take data (pinned with @revision too)
+        from brainmass_hf.cli import main
+        from brainmass_hf.data import resolve_dataset
+        from huggingface_hub import HfApi
+        sha = HfApi().dataset_info("user/scans").sha
+        for spec in ("user/scans", f"user/scans@{sha}"):
+            assert resolve_dataset(spec)["subject_id"] == ds["subject_id"]
+        assert main(["pretrain", "--data", "user/scans", "--preset", "tiny", "--output_dir", "run", "--max_steps", "1",
+                     "--per_device_train_batch_size", "2", "--report_to", "none", "--warmup_epochs", "0"]) == 0
         print("dataset-ok")
     """
     assert "dataset-ok" in run_client(script, local_hub, tmp_path / "hf", tmp_path)

@@ -228,15 +228,36 @@ def test_aal116_names_and_label_values_line_up_with_the_bundled_cohort_columns()
     assert time_series_list(load_devfmri().select([0]))[0].shape[1] == len(table)
 
 
+def _hemisphere_from_name(name: str) -> str | None:
+    if name.endswith("_L") or "_LH_" in name:
+        return "L"
+    if name.endswith("_R") or "_RH_" in name:
+        return "R"
+    return None
+
+
 @pytest.mark.parametrize("atlas", sorted(ATLASES))
 def test_atlas_coordinates_sit_in_the_hemisphere_their_names_say(atlas):
     """A row shifted by one would put left regions at x > 0: each L/R name must match the sign of x."""
     table = atlas_table(atlas)
     assert table[["x_mni", "y_mni", "z_mni"]].notna().all().all()
-    left, right = table["hemisphere"] == "L", table["hemisphere"] == "R"
-    assert left.sum() > 40 and right.sum() > 40
-    assert (table.loc[left, "x_mni"] < 0).all() and (table.loc[right, "x_mni"] > 0).all()
+    side = table["name"].map(_hemisphere_from_name)
+    assert (side == "L").sum() > 40 and (side == "R").sum() > 40
+    assert (table.loc[side == "L", "x_mni"] < 0).all() and (table.loc[side == "R", "x_mni"] > 0).all()
+    assert (table.loc[side.notna(), "hemisphere"] == side[side.notna()]).all()
     assert table["source"].notna().all()
+
+
+def test_the_atlas_travels_with_a_saved_feature_extractor(tmp_path):
+    from brainmass_hf.data import bundled_roi_names
+    from brainmass_hf.processing_brainmass import BrainMassFeatureExtractor
+
+    names = bundled_roi_names("aal116")
+    config = BrainMassConfig.from_preset("tiny", num_rois=116, atlas_name="AAL-116", roi_names=names)
+    BrainMassFeatureExtractor.from_config(config).save_pretrained(str(tmp_path))
+    loaded = BrainMassFeatureExtractor.from_pretrained(str(tmp_path))
+    table = roi_table(loaded.num_rois, loaded.atlas_name, loaded.roi_names)
+    pd.testing.assert_frame_equal(table, atlas_table("aal116"))
 
 
 def test_aal116_orbitofrontal_regions_use_their_own_coordinates():
@@ -353,6 +374,22 @@ def test_interpretation_section_links_files_relative_to_the_report_and_finds_the
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert links and all((tmp_path / link).is_file() for link in links)
     assert all(link.startswith("interpretation/") for link in links)
+
+
+def test_saved_checkpoints_load_as_classifier_or_encoder_for_explain(fine_tuned, tmp_path):
+    from brainmass_hf.interpret import load_model_for_explain
+
+    fine_tuned.save_pretrained(str(tmp_path / "classifier"))
+    fine_tuned.base_model.save_pretrained(str(tmp_path / "encoder"))
+    assert type(load_model_for_explain(str(tmp_path / "classifier"))) is BrainMassForConnectomeClassification
+    assert type(load_model_for_explain(str(tmp_path / "encoder"))) is BrainMassModel
+
+
+def test_explain_names_the_column_when_it_does_not_hold_two_classes(planted, fine_tuned, tmp_path):
+    ts, _, labels = planted
+    data = _planted_dataset(ts, labels).add_column("site", [f"s{i % 3}" for i in range(len(labels))])
+    with pytest.raises(ValueError, match="'site' has 3"):
+        explain(fine_tuned, data, label_column="site", out_dir=tmp_path)
 
 
 @pytest.mark.slow

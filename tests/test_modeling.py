@@ -167,10 +167,9 @@ def test_save_and_load_give_identical_outputs(tmp_path, devfmri_scans):
     fc = bm.functional_connectivity(np.stack(devfmri_scans[:3]))
     model.save_pretrained(tmp_path / "pt")
     model.save_encoder(tmp_path / "enc")
-    loaded = bm.BrainMassForPreTraining.from_pretrained(tmp_path / "pt").eval()
-    encoder = bm.AutoModel.from_pretrained(tmp_path / "enc").eval() if hasattr(bm, "AutoModel") else None
     from transformers import AutoModel
 
+    loaded = bm.BrainMassForPreTraining.from_pretrained(tmp_path / "pt").eval()
     encoder = AutoModel.from_pretrained(tmp_path / "enc").eval()
     assert isinstance(encoder, bm.BrainMassModel)
     with torch.no_grad():

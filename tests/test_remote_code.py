@@ -48,7 +48,9 @@ def minimal_site(site: Path) -> Path:
     return site
 
 
-@pytest.mark.parametrize("source", ["folder", pytest.param("hub", marks=pytest.mark.slow)])
+@pytest.mark.slow  # ~20 s: a fresh interpreter imports torch + transformers; the fast loop has
+# tests/test_hub.py::test_remote_code_imports_only_torch_transformers_numpy (the same rule, checked statically)
+@pytest.mark.parametrize("source", ["folder", "hub"])
 def test_checkpoint_loads_with_only_torch_transformers_numpy(tmp_path, devfmri_scans, source):
     model = bm.BrainMassModel(tiny_config(atlas_name="AAL-116")).eval()
     folder = tmp_path / "ckpt"

@@ -44,3 +44,9 @@ def test_a_stream_can_warm_up_over_optimizer_steps(tmp_path, parquet_stream):
     rates = [h["learning_rate"] for h in pretrain(parquet_stream, tiny_config(), args).state.log_history
              if "lra_loss" in h]
     assert rates == pytest.approx([0.0, 1.5e-4, 3e-4, 3e-4])
+
+
+def test_a_stream_whose_last_batch_would_be_one_scan_trains_past_it(tmp_path, devfmri):
+    stream = devfmri.select(range(17)).to_iterable_dataset()  # 8 + 8 + 1: BatchNorm cannot train on the 1
+    trainer = pretrain(stream, tiny_config(), _args(tmp_path, max_steps=3))
+    assert trainer.state.global_step == 3  # step 3 comes from the stream's second pass

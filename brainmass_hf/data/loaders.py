@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -556,7 +557,8 @@ def validate_dataset(
 
 def resolve_dataset(dataset: Any, **loader_kwargs: Any) -> Any:
     """A `datasets.Dataset` as is; `"devfmri"` → the bundled cohort; a `save_to_disk` folder →
-    `load_from_disk`; any other path → :func:`load_dataset_auto` (npz bundle or folder) with ``loader_kwargs``
+    `load_from_disk`; a Hub dataset id ``user/name[@revision]`` → its ``train`` split (``datasets.load_dataset``);
+    any other path → :func:`load_dataset_auto` (npz bundle or folder) with ``loader_kwargs``
     (e.g. ``label_column="dx"``). A folder's ``subjects.csv`` with a ``label`` or ``site`` column gives the
     ``label``/``site`` columns without being asked."""
     if not isinstance(dataset, (str, os.PathLike)):
@@ -568,4 +570,23 @@ def resolve_dataset(dataset: Any, **loader_kwargs: Any) -> Any:
         from datasets import load_from_disk
 
         return load_from_disk(str(path))
+    if not path.parent.exists() and _HUB_DATASET_ID.fullmatch(str(dataset)):  # "user/name": no local "user/"
+        return _load_hub_dataset(str(dataset))
     return load_dataset_auto(path, **loader_kwargs)
+
+
+# "user/name" or "user/name@revision": a dataset pushed with Dataset.push_to_hub (tried only when no local folder
+# "user/" exists, so a mistyped local path is reported as one)
+_HUB_DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?")
+
+
+def _load_hub_dataset(spec: str) -> datasets.Dataset:
+    """The ``train`` split of a Hub dataset ``user/name[@revision]`` (``datasets.load_dataset``)."""
+    repo_id, _, revision = spec.partition("@")
+    try:
+        return datasets.load_dataset(repo_id, revision=revision or None, split="train")
+    except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
+        raise BrainMassDataError(
+            f"{spec} is neither a local path nor a dataset on the Hub ({type(err).__name__}: {err}). Check the path, "
+            f"or the repo id and revision of a dataset pushed with Dataset.push_to_hub."
+        ) from err

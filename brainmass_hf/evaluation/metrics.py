@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import warnings
+
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+)
 
 __all__ = ["METRICS", "classification_metrics", "format_mean_std", "paired_difference", "summarize"]
 
@@ -27,6 +36,14 @@ def _class_order(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> 
 def _auc(positive: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC of one positive-vs-rest column; NaN when the test set holds one side only."""
     return float(roc_auc_score(positive, score)) if 0 < positive.sum() < positive.size else float("nan")
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in `y_true`. A small test set may lack a class the classifier
+    predicts; sklearn then warns and leaves that class out, which is the definition we want."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def classification_metrics(
@@ -80,7 +97,7 @@ def classification_metrics(
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "majority_rate": float(np.unique(y_true, return_counts=True)[1].max() / y_true.size),
-        "balanced_accuracy": float(np.mean(recall[present])) if present.any() else float("nan"),
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
         "auc": auc,
         "sensitivity": float(sensitivity),
         "specificity": float(spec),

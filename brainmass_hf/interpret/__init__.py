@@ -1,7 +1,7 @@
 """Interpretation of BrainMass models: attention maps and rollout, ROI and edge importance, group statistics with
 FDR, brain plots, and ``explain`` (the ``brainmass explain`` command). See ``docs/interpretation.md``."""
 
-from .attention import attention_maps, attention_received, attention_rollout, class_means, encoder_of
+from .attention import attention_maps, attention_received, attention_rollout, class_means
 from .attribution import (
     PermutationImportance,
     edge_attributions,
@@ -28,7 +28,6 @@ __all__ = [
     "edge_attributions",
     "edge_permutation_importance",
     "encoder_feature_function",
-    "encoder_of",
     "explain",
     "gradient_x_input",
     "group_difference",

@@ -15,13 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["attention_maps", "attention_rollout", "attention_received", "class_means", "encoder_of"]
-
-
-def encoder_of(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare ``BrainMassModel`` inside a classifier (its ``base_model``), or the model itself."""
-    base = getattr(model, "base_model", None)
-    return base if base is not None else model
+__all__ = ["attention_maps", "attention_rollout", "attention_received", "class_means"]
 
 
 def _as_batch(connectivity: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -42,7 +36,8 @@ def attention_maps(model: torch.nn.Module, connectivity: Any, batch_size: int = 
         float32 ``(N, num_layers, num_heads, R, R)``; row ``i`` of a map is the distribution of ROI token ``i``'s
         attention over the ROI tokens (each row sums to one).
     """
-    encoder = encoder_of(model)
+    # transformers' base_model: the BrainMassModel inside a classifier / pretraining model, or the model itself
+    encoder = model.base_model
     parameter = next(encoder.parameters())
     fc = _as_batch(connectivity, parameter.device, parameter.dtype)
     was_training = encoder.training

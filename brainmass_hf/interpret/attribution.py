@@ -19,8 +19,6 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .attention import encoder_of
-
 __all__ = [
     "PermutationImportance",
     "edge_attributions",
@@ -177,7 +175,7 @@ def raw_fc_feature_function(connectivity: np.ndarray) -> np.ndarray:
 
 def encoder_feature_function(model: torch.nn.Module, batch_size: int = 64) -> FeatureFunction:
     """Frozen BrainMass features: FC ``(N, R, R)`` → ``pooler_output`` ``(N, R * readout_dim)``."""
-    encoder = encoder_of(model).eval()
+    encoder = model.base_model.eval()  # the BrainMassModel inside any BrainMass model
     parameter = next(encoder.parameters())
 
     def features(connectivity: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ..atlases import roi_table
-from .attention import attention_maps, attention_received, attention_rollout, encoder_of
+from .attention import attention_maps, attention_received, attention_rollout
 from .attribution import (
     edge_attributions,
     encoder_feature_function,
@@ -225,7 +225,7 @@ def explain(
     model = load_model_for_explain(model)
     if device is not None:
         model.to(device)
-    config = encoder_of(model).config
+    config = model.config  # every BrainMass model (encoder, classifier) carries the encoder config
     dataset = resolve_dataset(data)
     codes, class_names = labels_from_dataset(dataset, label_column)
     if len(class_names) != 2:
@@ -286,7 +286,10 @@ def explain(
         table=full, top=full.head(top_k), edges=strongest, class_names=list(class_names),
         class_counts=[int((codes == c).sum()) for c in (0, 1)], method=importance.method,
         measure=importance.measure, edge_measure=importance.edge_measure,
-        error={"sem": "s.e.m.", "sd": "SD"}[importance.error] + " over " + importance.rows, out_dir=out, files=files,
+        # the count shows when the spread means nothing (one split gives ± 0)
+        error=f"{ {'sem': 's.e.m.', 'sd': 'SD'}[importance.error]} over {len(importance.per_row)} "
+        + (importance.rows if len(importance.per_row) > 1 else importance.rows[:-1]),
+        out_dir=out, files=files,
     )
     files["markdown"] = out / "explain.md"
     files["markdown"].write_text("# Which regions drive the classification\n\n" + _body(result, out, alpha, 2) + "\n")
