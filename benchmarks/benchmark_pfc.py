@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """pFC throughput: the two pretraining views of a batch, ours (batched torch) vs nilearn one scan at a time.
 
-Batch: ``--scans 256`` random normal scans of ``--timepoints 200`` × ``--num-rois 100`` (float32 rows, as a
+Batch: ``--scans 256`` synthetic scans (shared latent signals + noise, so that FC has structure) of ``--timepoints 200`` × ``--num-rois 100`` (float32 rows, as a
 dataset gives them). For each FC kind (``ledoit_wolf``: nilearn's ``ConnectivityMeasure(kind="correlation")``
 default; ``pearson``: the same with ``EmpiricalCovariance``), three ways to make both pFC views
 (``int(0.2 * T)`` random time points dropped per scan and view):
@@ -74,7 +74,9 @@ def run_kind(kind: str, rows: list[dict], args, device: torch.device) -> dict:
     theirs = torch.from_numpy(np.stack([nilearn_fc(s, kind) for s in check]))
     n, t, r = len(scans), scans[0].shape[0], scans[0].shape[1]
     result = {"mode": "pfc", "device_name": device_name(device), "fc_kind": kind, "scans": n, "timepoints": t,
-              "num_rois": r, "views": 2, "max_abs_diff_vs_nilearn": float((ours_full - theirs).abs().max())}
+              "num_rois": r, "views": 2, "max_abs_diff_vs_nilearn": float((ours_full - theirs).abs().max()),
+              # the check means something only if the FC is not the identity (as it is for white noise + LW)
+              "mean_abs_offdiag_fc": float(theirs.abs().sum(dim=(1, 2)).sub(r).mean() / (r * (r - 1)))}
     for name, st in stats.items():
         result[f"{name}_ms"] = 1000.0 * st["median_s"]
         result[f"{name}_ms_all"] = [round(1000.0 * x, 2) for x in st["times_s"]]
@@ -92,7 +94,7 @@ def markdown(info: dict, results: list[dict], args) -> str:
         *([f"* note: {args.note}"] if args.note else []),
         f"* host: {info['platform']}, {info['cpu_count']} CPU cores visible, torch threads {info['torch_threads']}, "
         f"load average at start {info['load_average_at_start']}; torch {info['torch']}, Python {info['python']}",
-        f"* batch: {args.scans} random scans × {args.timepoints} time points × {args.num_rois} ROIs; two pFC views "
+        f"* batch: {args.scans} synthetic scans (latent signals + noise) × {args.timepoints} time points × {args.num_rois} ROIs; two pFC views "
         f"per scan (20 % of time points dropped); median of {args.repeats} interleaved rounds after {args.warmup}",
         "* nilearn: numpy drop + `ConnectivityMeasure(kind=\"correlation\")` per scan and view; ours (collator): "
         "`DataCollatorForPseudoFC(compute_fc_on=\"collator\")` from the list of arrays; ours (batched): the two "

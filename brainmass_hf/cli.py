@@ -186,6 +186,9 @@ class FinetuneScriptArguments:
     label_column: str = field(default="label", metadata={"help": "Phenotype column to predict."})
     test_size: float = field(default=0.2, metadata={"help": "Fraction of scans held out (stratified) for testing."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the train/test split."})
+    sync_batchnorm: bool = field(
+        default=False, metadata={"help": "SyncBatchNorm in the head, for multi-GPU runs under torchrun (as the authors)."}
+    )
     orientation: str | None = field(default=None, metadata={"help": ORIENTATION_HELP})
 
 
@@ -253,7 +256,8 @@ def finetune_main(argv: list[str] | None = None):
         test_size=script.test_size, seed=script.split_seed, stratify_by_column=script.label_column
     )
     trainer = finetune(
-        model_path, split["train"], split["test"], label_column=script.label_column, **training_kwargs
+        model_path, split["train"], split["test"], label_column=script.label_column,
+        sync_batchnorm=script.sync_batchnorm, **training_kwargs
     )
     metrics = trainer.evaluate()
     print({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
@@ -294,7 +298,7 @@ def _demo(argv):
 
 
 def _evaluate(argv):
-    from .evaluation import PROTOCOLS, evaluate
+    from .evaluation import FEATURES, PROTOCOLS, evaluate
 
     p = _ArgumentParser(prog="brainmass evaluate", description="Evaluate a BrainMass encoder on diagnosis.")
     p.add_argument("--model", required=True, help="encoder checkpoint folder or Hub id")
@@ -309,6 +313,8 @@ def _evaluate(argv):
     p.add_argument("--test-size", type=float, default=0.2)
     p.add_argument("--test-view", default="pfc", help="pfc (the authors' test view, default) | full | tta")
     p.add_argument("--num-tta-views", type=int, default=8)
+    p.add_argument("--feature", default="readout", choices=FEATURES,
+                   help="readout: the paper's 8R vector (default) | mean_hidden: last hidden state averaged over ROIs")
     p.add_argument("--few-shot-k", default="1,5,10,20")
     p.add_argument("--no-random-baseline", action="store_true")
     p.add_argument("--pretrained-on-eval-scans", action=argparse.BooleanOptionalAction, default=None,
@@ -326,7 +332,7 @@ def _evaluate(argv):
         label_column=a.label_column, site_column=a.site_column, group_column=a.group_column, cv=a.cv,
         pretrained_on_eval_scans=a.pretrained_on_eval_scans, n_repeats=a.n_repeats, test_size=a.test_size,
         test_view=a.test_view, num_tta_views=a.num_tta_views, few_shot_k=few_shot_k, seed=a.seed, output_dir=a.out,
-        include_random_baseline=not a.no_random_baseline, device=a.device,
+        include_random_baseline=not a.no_random_baseline, device=a.device, feature=a.feature,
     )
     print(report.to_markdown())
     print(f"Report written to {a.out}")

@@ -64,6 +64,10 @@ class BrainMassConfig(PreTrainedConfig):
             ``intermediate_size`` (as in the authors' code).
         mrm_num_masked (`int`, defaults to 5): ROIs masked for masked-ROI reconstruction (MSE).
         mrc_num_masked (`int`, defaults to 10): ROIs masked for masked-ROI classification (InfoNCE).
+        mask_roi_columns (`bool`, defaults to `False`): in both masked-ROI objectives, also zero column ``i`` of
+            every visible token for each masked ROI ``i``. FC is symmetric, so with `False` (the authors') the
+            masked row stays readable from the visible tokens' columns; `True` hides it. Targets stay the
+            original rows either way.
         lra_loss_weight / mrc_loss_weight / mrm_loss_weight (defaults 1.0 / 0.1 / 2.0): total loss
             ``lra + 0.1 * infonce + 2 * mrm``, the authors' config.
         ema_momentum (`float`, defaults to 0.996): target network ``θ_t ← m θ_t + (1 − m) θ_online`` after every
@@ -75,8 +79,10 @@ class BrainMassConfig(PreTrainedConfig):
             ``ConnectivityMeasure(kind="correlation")`` default, the authors' choice) or ``"pearson"``.
         fisher_z (`bool`, defaults to `False`): Fisher z-transform FC (the authors do not).
         pfc_drop_ratio (`float`, defaults to 0.2): pFC drops ``int(ratio * T)`` random time points.
-        pfc_mask_way (`str`, defaults to ``"drop"``): ``"drop"`` (non-contiguous, the paper) or ``"crop"``
-            (a contiguous window of ``pfc_crop_length`` points, the authors' ``random`` option).
+        pfc_mask_way (`str`, defaults to ``"drop"``): ``"drop"`` (non-contiguous, the paper), ``"crop"``
+            (a contiguous window of ``pfc_crop_length`` points, the authors' ``random`` option) or ``"window"``
+            (a random contiguous window keeping as many points as ``"drop"``: the two views of a scan then come
+            from different, overlapping time spans; ``pfc_drop_ratio=0.5`` halves them).
         pfc_crop_length (`int`, defaults to 30).
         min_timepoints (`int`, defaults to 10): fewest time points a pFC view may keep (at least 2); shorter
             scans are rejected with an error that names them. With ``pfc_mask_way="crop"``, ``pfc_crop_length``
@@ -118,6 +124,7 @@ class BrainMassConfig(PreTrainedConfig):
     masked_roi_head_hidden_size: int | None = None
     mrm_num_masked: int = 5
     mrc_num_masked: int = 10
+    mask_roi_columns: bool = False
     lra_loss_weight: float = 1.0
     mrc_loss_weight: float = 0.1
     mrm_loss_weight: float = 2.0
@@ -188,6 +195,8 @@ class BrainMassConfig(PreTrainedConfig):
             k = getattr(self, name)
             if not 1 <= k <= self.num_rois:
                 raise ValueError(f"{name}={k} must be between 1 and num_rois={self.num_rois}.")
+        if not isinstance(self.mask_roi_columns, bool):
+            raise ValueError(f"mask_roi_columns must be True or False; got {self.mask_roi_columns!r}.")
         if self.roi_names is not None and len(self.roi_names) != self.num_rois:
             raise ValueError(f"roi_names has {len(self.roi_names)} names but num_rois={self.num_rois}.")
 

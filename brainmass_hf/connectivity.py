@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 FC_KINDS = ("pearson", "ledoit_wolf")
-PFC_MASK_WAYS = ("drop", "crop")
+PFC_MASK_WAYS = ("drop", "crop", "window")
 
 
 def _as_batch(time_series, time_mask):
@@ -196,7 +196,8 @@ def num_timepoints_kept(num_timepoints: int, settings) -> int:
     """How many of a scan's ``num_timepoints`` valid points one pFC view keeps under ``settings`` (anything with
     ``pfc_mask_way``, ``pfc_drop_ratio`` and ``pfc_crop_length``: a config or a feature extractor).
 
-    ``"drop"``: ``T - int(drop_ratio * T)``; ``"crop"``: ``min(T, crop_length)``. The one rule for view lengths."""
+    ``"drop"`` and ``"window"``: ``T - int(drop_ratio * T)``; ``"crop"``: ``min(T, crop_length)``. The one rule for
+    view lengths."""
     if settings.pfc_mask_way == "crop":
         return min(int(num_timepoints), int(settings.pfc_crop_length))
     return num_timepoints_after_drop(num_timepoints, settings.pfc_drop_ratio)
@@ -233,8 +234,9 @@ def pseudo_fc_time_mask(
         time_mask: bool ``(batch_size, num_timepoints)``, the valid points of each scan.
         drop_ratio: ``mask_way="drop"``: drop ``int(drop_ratio * T_valid)`` valid points, uniformly without
             replacement (not contiguous).
-        mask_way: ``"drop"`` or ``"crop"`` (a random contiguous window of ``crop_length`` valid points; scans
-            shorter than that keep all their points).
+        mask_way: ``"drop"``, ``"crop"`` (a random contiguous window of ``crop_length`` valid points; scans
+            shorter than that keep all their points) or ``"window"`` (a random contiguous window of as many points
+            as ``"drop"`` keeps, so two views of a scan cover different, overlapping time spans).
         generator: a ``torch.Generator`` on ``time_mask``'s device, for reproducible views.
     Returns:
         bool ``(batch_size, num_timepoints)``, a subset of ``time_mask``.
@@ -251,8 +253,11 @@ def pseudo_fc_time_mask(
         scores = scores.masked_fill(~time_mask, 2.0)  # invalid points sort last and are never "dropped"
         ranks = scores.argsort(dim=1).argsort(dim=1)
         return time_mask & (ranks >= num_drop[:, None])
-    # crop: valid points are a prefix of each row after padding, so a window on the valid index suffices
-    window = torch.minimum(lengths, torch.full_like(lengths, crop_length))
+    # crop / window: valid points are a prefix of each row after padding, so a window on the valid index suffices
+    if mask_way == "window":
+        window = lengths - (lengths.double() * drop_ratio).floor().long()
+    else:
+        window = torch.minimum(lengths, torch.full_like(lengths, crop_length))
     max_start = (lengths - window).double()
     start = (torch.rand(lengths.shape, generator=generator, device=time_mask.device).double() * (max_start + 1)).floor()
     start = start.long().clamp_max((lengths - window).clamp_min(0))

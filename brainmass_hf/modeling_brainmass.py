@@ -39,6 +39,7 @@ __all__ = [
     "BrainMassModel",
     "BrainMassForPreTraining",
     "BrainMassForConnectomeClassification",
+    "feature_std",
     "random_masked_roi_indices",
     "sinusoidal_position_table",
 ]
@@ -59,6 +60,10 @@ class BrainMassPreTrainingOutput(ModelOutput):
         mrc_accuracy: fraction of masked ROIs whose prediction picks its own ROI.
         online_projection: ``(batch_size, projection_size)`` online ``g`` output of view 1.
         masked_roi_indices: ``(batch_size, mrm_num_masked)`` ROIs masked for reconstruction.
+        feature_std: scalar, :func:`feature_std` of the online readout of view 1 (representation health).
+        online_target_cosine: scalar, mean cosine of the online and EMA-target readouts of the same view (both views).
+        pooled_output: ``(batch_size, num_rois * readout_dim)`` online readout of view 1, detached (the trainer takes
+            its effective rank at log time: an SVD waits for the device, so it is not in the step).
     """
 
     loss: torch.FloatTensor | None = None
@@ -68,6 +73,9 @@ class BrainMassPreTrainingOutput(ModelOutput):
     mrc_accuracy: torch.FloatTensor | None = None
     online_projection: torch.FloatTensor | None = None
     masked_roi_indices: torch.LongTensor | None = None
+    feature_std: torch.FloatTensor | None = None
+    online_target_cosine: torch.FloatTensor | None = None
+    pooled_output: torch.FloatTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -88,6 +96,13 @@ def random_masked_roi_indices(
     """``num_masked`` distinct ROIs per scan, drawn uniformly: ``(batch_size, num_masked)``. One call for the batch."""
     scores = torch.rand(batch_size, num_rois, device=device, generator=generator)
     return scores.topk(num_masked, dim=1).indices
+
+
+def feature_std(features: torch.Tensor) -> torch.Tensor:
+    """SimSiam's collapse check: the across-batch std of each dimension of the L2-normalised ``features``
+    ``(batch, D)``, averaged over dimensions (population std). About ``1/sqrt(D)`` for spread-out features, 0 when
+    every scan maps to one vector. Scalar; no host synchronisation."""
+    return F.normalize(features.float(), dim=-1).std(dim=0, correction=0).mean()
 
 
 def _gather_rows(x: torch.Tensor, indices: torch.LongTensor) -> torch.Tensor:
@@ -548,10 +563,13 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
 
     def _mask_tokens(self, connectivity: torch.Tensor, num_masked: int, generator=None):
         """Masked token sequence ``(B, prefix + R, R)`` and the masked ROI indices ``(B, k)``. Mask, then prepend
-        the prefix tokens, then add positions (the authors' order, so each masked slot keeps its position)."""
+        the prefix tokens, then add positions (the authors' order, so each masked slot keeps its position).
+        ``config.mask_roi_columns`` also zeroes column ``i`` of every token (FC is symmetric: it holds row ``i``)."""
         batch, r, _ = connectivity.shape
         indices = random_masked_roi_indices(batch, r, num_masked, connectivity.device, generator)
         is_masked = torch.zeros(batch, r, dtype=torch.bool, device=connectivity.device).scatter_(1, indices, True)
+        if self.config.mask_roi_columns:
+            connectivity = connectivity.masked_fill(is_masked[:, None, :], 0.0)
         tokens = torch.where(is_masked[..., None], self.mask_embedding.to(connectivity.dtype), connectivity)
         prefix = [t.to(tokens.dtype).expand(batch, -1, -1) for t in self.prefix_tokens()]
         tokens = torch.cat([*prefix, tokens], dim=1)
@@ -628,6 +646,9 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
             loss=loss, lra_loss=lra_loss.detach(), mrm_loss=mrm_loss.detach(), mrc_loss=mrc_loss.detach(),
             mrc_accuracy=mrc_accuracy.detach(), masked_roi_indices=mrm_indices,
             online_projection=None if self.training else projection1.detach(),
+            # representation health (training.HEALTH_METRICS), detached: no gradient, no host synchronisation
+            feature_std=feature_std(online[:batch].detach()), pooled_output=online[:batch].detach(),
+            online_target_cosine=F.cosine_similarity(online.detach().float(), target.float(), dim=-1).mean(),
         )
 
 

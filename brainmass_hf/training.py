@@ -4,7 +4,8 @@
   scan (BatchNorm cannot), resumes from the last *complete* checkpoint, scales the loss correctly under gradient
   accumulation, and converts BatchNorm to SyncBatchNorm on request when several processes train.
 * :class:`BrainMassPretrainingTrainer` owns the BYOL recipe: the EMA target update after every optimizer step
-  (:class:`EMATargetCallback`), clipping by value (:class:`GradientValueClipCallback`), loss-part logging, and the
+  (:class:`EMATargetCallback`), clipping by value (:class:`GradientValueClipCallback`), loss-part and
+  representation-health logging (:data:`HEALTH_METRICS`, with a one-time collapse warning), and the
   authors' warm-up: epoch ``i`` of the first ``warmup_epochs`` runs at ``i / warmup_epochs · lr`` (1-based), then
   the rate stays constant. It works the same in a user's own ``Trainer`` script as through :func:`pretrain`.
 * :func:`pretrain` and :func:`finetune` are the library entry points; they validate the whole dataset first.
@@ -16,6 +17,7 @@ import dataclasses
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import datasets
@@ -45,10 +47,19 @@ __all__ = [
     "pretrain",
     "finetune",
     "LOSS_PARTS",
+    "HEALTH_METRICS",
+    "effective_rank",
     "AUTHORS_WARMUP_EPOCHS",
 ]
 
 LOSS_PARTS = ("lra_loss", "mrm_loss", "mrc_loss", "mrc_accuracy")
+# Representation health of the online readout (BrainMassPreTrainingOutput): averaged over the steps since the last
+# log entry like the loss parts; the effective rank over the last _RANK_BATCHES of them (see effective_rank).
+HEALTH_METRICS = ("feature_std", "feature_effective_rank", "online_target_cosine")
+_RANK_BATCHES = 32
+# Collapse rule: feature_std below COLLAPSE_STD_FRACTION / sqrt(D) in COLLAPSE_PATIENCE consecutive log entries. Spread
+# features give about 0.3-0.7 / sqrt(D) (0.59 at initialisation, tiny preset, 32 devfmri scans); collapsed ones 0.
+COLLAPSE_STD_FRACTION, COLLAPSE_PATIENCE = 0.1, 3
 AUTHORS_WARMUP_EPOCHS = 10.0
 _WEIGHT_FILES = (
     "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -152,6 +163,16 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         ):
             found.append((int(match.group(1)), folder))
     return max(found)[1] if found else None
+
+
+def effective_rank(features: torch.Tensor) -> torch.Tensor:
+    """Effective rank (Roy & Vetterli 2007) of ``features`` ``(batch, D)`` (or ``(..., batch, D)``): ``exp`` of the
+    entropy of the singular values normalised to sum 1. 1 when every row is the same vector (or zero), up to
+    ``min(batch, D)`` for spread-out rows. Computed by an SVD, which on CUDA waits for the device: call it at log
+    time, not in the step."""
+    singular_values = torch.linalg.svdvals(features.float())
+    p = singular_values / singular_values.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.exp(-torch.special.xlogy(p, p).sum(dim=-1))
 
 
 def _numpy_rows(dataset):
@@ -288,7 +309,9 @@ class _EpochToRows(TrainerCallback):
 class BrainMassPretrainingTrainer(BrainMassTrainer):
     """``Trainer`` for :class:`~brainmass_hf.BrainMassForPreTraining`: adds the EMA and clipping callbacks itself
     (unless given), builds a :class:`DataCollatorForPseudoFC` when no collator is given, logs ``lra_loss``,
-    ``mrm_loss``, ``mrc_loss`` and ``mrc_accuracy`` beside ``loss`` (in ``trainer.state.log_history``) and applies
+    ``mrm_loss``, ``mrc_loss`` and ``mrc_accuracy`` beside ``loss`` (in ``trainer.state.log_history``) with the
+    representation health :data:`HEALTH_METRICS` (warning once on collapse: ``feature_std < COLLAPSE_STD_FRACTION /
+    sqrt(D)`` in ``COLLAPSE_PATIENCE`` consecutive log entries), and applies
     the epoch warm-up of :class:`BrainMassPretrainingArguments`, with epochs counted in optimizer steps of this
     run's real data loader (world size, gradient accumulation and ``drop_last`` included)."""
 
@@ -319,23 +342,42 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
             self.add_callback(_EpochToRows(self.train_dataset))
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_count = 0
+        self._pooled: list[torch.Tensor] = []  # the last _RANK_BATCHES online readouts, for the effective rank
+        self._collapsed_logs, self._warned_collapse = 0, False
         self._update_steps_per_epoch: int | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         if model.training:
-            for name in LOSS_PARTS:
-                value = getattr(outputs, name).detach().float()
+            for name in (*LOSS_PARTS, "feature_std", "online_target_cosine"):
+                value = getattr(outputs, name).detach().float()  # no host sync: summed on the device
                 self._part_sums[name] = self._part_sums.get(name, 0.0) + value
             self._part_count += 1
+            self._pooled = [*self._pooled[1 - _RANK_BATCHES:], outputs.pooled_output]
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict, *args, **kwargs):
         if self._part_count and "loss" in logs:
             for name, total in self._part_sums.items():
                 logs[name] = round(float(total) / self._part_count, 6)
-            self._part_sums, self._part_count = {}, 0
+            ranks = torch.stack([effective_rank(features) for features in self._pooled])
+            logs["feature_effective_rank"] = round(float(ranks.mean()), 4)
+            self._check_collapse(logs["feature_std"], self._pooled[-1].shape[-1])
+            self._part_sums, self._part_count, self._pooled = {}, 0, []
         super().log(logs, *args, **kwargs)
+
+    def _check_collapse(self, std: float, dim: int):
+        self._collapsed_logs = self._collapsed_logs + 1 if std < COLLAPSE_STD_FRACTION / dim**0.5 else 0
+        if self._collapsed_logs >= COLLAPSE_PATIENCE and not self._warned_collapse:
+            self._warned_collapse = True
+            warnings.warn(
+                f"Representation collapse: feature_std (std across the batch of the L2-normalised {dim}-dim readout) "
+                f"stayed below {COLLAPSE_STD_FRACTION}/sqrt({dim}) = {COLLAPSE_STD_FRACTION / dim**0.5:.2g} in "
+                f"{COLLAPSE_PATIENCE} consecutive log entries (now {std:.2g}; a feature_effective_rank near 1 confirms "
+                "it): every scan maps to nearly one vector. Lower the learning rate, lengthen the warm-up, or check "
+                "the data.",
+                stacklevel=2,
+            )
 
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)

@@ -71,9 +71,10 @@ def test_finetune_passes_every_given_training_arguments_flag_and_nothing_else():
     script, training = cli.parse_finetune_args(
         ["--model_name_or_path", "runs/enc", "--label_column", "dx", "--max_steps", "2", "--weight_decay", "0.5",
          "--push_to_hub", "--hub_model_id", "me/brainmass-ft", "--lr_scheduler_type", "cosine",
-         "--gradient_accumulation_steps", "2", "--no_remove_unused_columns"]
+         "--gradient_accumulation_steps", "2", "--no_remove_unused_columns", "--sync_batchnorm"]
     )
     assert (script.model_name_or_path, script.label_column, script.data) == ("runs/enc", "dx", "devfmri")
+    assert script.sync_batchnorm
     assert training == {
         "max_steps": 2, "weight_decay": 0.5, "push_to_hub": True, "hub_model_id": "me/brainmass-ft",
         "lr_scheduler_type": "cosine", "gradient_accumulation_steps": 2, "remove_unused_columns": False,
@@ -244,3 +245,27 @@ def test_main_takes_its_own_debug_flag_but_leaves_the_trainers_debug_option(monk
     assert main(["finetune", "--debug", "underflow_overflow", "--max_steps", "2"]) == 0
     assert main(["finetune", "--max_steps", "2", "--debug"]) == 0
     assert seen == [["--debug", "underflow_overflow", "--max_steps", "2"], ["--max_steps", "2"]]
+
+
+def test_evaluate_flags_reach_evaluate(encoder_dir, monkeypatch, capsys):
+    """--feature, --test-view, --group-column and --pretrained-on-eval-scans are passed on to evaluate()."""
+    import brainmass_hf.evaluation as evaluation
+
+    seen = {}
+
+    class _Report:
+        def to_markdown(self):
+            return "table"
+
+    def fake_evaluate(model, data, **kwargs):
+        seen.update(kwargs)
+        return _Report()
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    code = main(["evaluate", "--model", str(encoder_dir), "--data", "devfmri", "--feature", "mean_hidden",
+                 "--test-view", "full", "--group-column", "subject_id", "--pretrained-on-eval-scans"])
+    assert code == 0
+    assert seen["feature"] == "mean_hidden" and seen["test_view"] == "full"
+    assert seen["group_column"] == "subject_id" and seen["pretrained_on_eval_scans"] is True
+    assert main(["evaluate", "--model", str(encoder_dir), "--data", "devfmri", "--feature", "pooled"]) == 2
+    assert "--feature" in capsys.readouterr().err

@@ -42,7 +42,9 @@ from tqdm.auto import tqdm
 
 from ..data import resolve_dataset, time_series_list
 from ..modeling_brainmass import BrainMassModel
-from .features import VIEWS, FCSettings, _encoder_of, _view_count, extract_features, random_init_like, raw_fc_features
+from .features import (
+    FEATURES, VIEWS, FCSettings, _encoder_of, _view_count, extract_features, random_init_like, raw_fc_features,
+)
 from .metrics import METRICS, classification_metrics, format_mean_std, paired_difference, summarize
 from .protocols import (
     CLASSIFIERS,
@@ -199,6 +201,7 @@ def evaluate(
     test_size: float = 0.2,
     test_view: str = "pfc",
     num_tta_views: int = 8,
+    feature: str = "readout",
     few_shot_k: Sequence[int] = (1, 5, 10, 20),
     seed: int = 0,
     output_dir: str | os.PathLike | None = None,
@@ -232,6 +235,8 @@ def evaluate(
         test_view: features of test scans: one `"pfc"` view (default, the authors' test set), the `"full"` FC
             (the authors' validation set), or `"tta"`.
         num_tta_views: pFC views averaged for `test_view="tta"`.
+        feature: the encoder feature of a scan, `"readout"` (the paper's `8R` readout) or `"mean_hidden"` (mean
+            last hidden state over ROI tokens, `R` values); see `extract_features`.
         few_shot_k: labelled scans per class for `few_shot`.
         seed: seeds splits, pFC views, few-shot draws, random-init weights and fine-tuning.
         output_dir: when given, `report.save(output_dir)` is called (fine-tuning runs go in
@@ -253,6 +258,8 @@ def evaluate(
     if cv not in CV_SCHEMES:
         raise ValueError(f"cv must be one of {CV_SCHEMES}; got {cv!r}.")
     test_views = _view_count(test_view, num_tta_views if test_view == "tta" else 1)
+    if feature not in FEATURES:
+        raise ValueError(f"feature must be one of {FEATURES}; got {feature!r}.")
     dataset = resolve_dataset(dataset)
     labels, class_names = labels_from_dataset(dataset, label_column)
     sites = _column(dataset, site_column, "site_column", labels.shape[0])
@@ -271,7 +278,8 @@ def evaluate(
     settings = {
         "protocols": list(protocols), "label_column": label_column, "site_column": site_column,
         "group_column": group_column, "cv": cv, "n_repeats": n_repeats, "test_size": test_size,
-        "train_view": "pfc", "test_view": test_view, "num_tta_views": num_tta_views, "few_shot_k": list(few_shot_k),
+        "train_view": "pfc", "test_view": test_view, "num_tta_views": num_tta_views, "feature": feature,
+        "few_shot_k": list(few_shot_k),
         "seed": seed, **vars(fc_settings), "num_scans": int(labels.size), "class_counts": np.bincount(labels).tolist(),
         "num_rois": int(time_series[0].shape[1]),
         "model": str(getattr(encoder.config, "_name_or_path", "") or type(encoder).__name__),
@@ -289,9 +297,9 @@ def evaluate(
     if any(p != "finetune" for p in protocols):  # frozen-feature protocols
         for method, model in models.items():
             features[method] = (
-                extract_features(model, time_series, view="pfc", seed=seed, device=device, **common),
+                extract_features(model, time_series, view="pfc", seed=seed, device=device, feature=feature, **common),
                 extract_features(model, time_series, view=test_view, num_views=test_views, seed=test_seed,
-                                 device=device, **common),
+                                 device=device, feature=feature, **common),
             )
     # Raw FC is computed for every protocol: it is reported beside fine-tuning too.
     features[METHOD_RAW_FC] = (
@@ -329,7 +337,7 @@ def evaluate(
 
 __all__ = [
     # features
-    "VIEWS", "FCSettings", "extract_features", "random_init_like", "raw_fc_features",
+    "VIEWS", "FEATURES", "FCSettings", "extract_features", "random_init_like", "raw_fc_features",
     # splits
     "CV_SCHEMES", "few_shot_splits", "kfold_splits", "leave_one_site_out", "make_splits",
     "repeated_stratified_splits", "site_pairs",

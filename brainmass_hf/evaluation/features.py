@@ -16,10 +16,13 @@ from tqdm.auto import tqdm
 from ..connectivity import connectivity_view, fc_upper_triangle, min_scan_length, pad_time_series
 from ..validation import BrainMassDataError, validate_time_series
 
-__all__ = ["VIEWS", "FCSettings", "extract_features", "random_init_like", "raw_fc_features"]
+__all__ = ["VIEWS", "FEATURES", "FCSettings", "extract_features", "random_init_like", "raw_fc_features"]
 
 # How a scan is turned into the matrix a classifier sees at test time.
 VIEWS = ("full", "pfc", "tta")
+# Which encoder output a scan's feature is: the 8R readout (`pooler_output`, the paper's) or the mean over ROI tokens
+# of the last hidden state (R values).
+FEATURES = ("readout", "mean_hidden")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ def _check_scans(
     )
 
 
+def _encoder_feature(encoder: torch.nn.Module, connectivity: torch.Tensor, feature: str) -> torch.Tensor:
+    """`feature` (one of `FEATURES`) of FC `[B, R, R]`: `[B, R * readout_dim]` or `[B, R]`, float32."""
+    outputs = encoder(connectivity=connectivity)
+    if feature == "readout":
+        return outputs.pooler_output.float()
+    return outputs.last_hidden_state.float().mean(dim=1)
+
+
 def _view_count(view: str, num_views: int) -> int:
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}; got {view!r}.")
@@ -103,9 +114,10 @@ def extract_features(
     device: str | torch.device | None = None,
     fc_kind: str | None = None,
     drop_ratio: float | None = None,
+    feature: str = "readout",
     show_progress: bool = False,
 ) -> np.ndarray:
-    """Frozen BrainMass features (`pooler_output`) of each scan.
+    """Frozen BrainMass features of each scan: the readout (`pooler_output`) or the mean hidden state.
 
     Args:
         model: a `BrainMassModel` (or any model whose `base_model` is one).
@@ -117,11 +129,15 @@ def extract_features(
         batch_size: scans per forward pass.
         device: where the encoder runs (the model is moved there); default its current device.
         fc_kind, drop_ratio: override the checkpoint's `fc_kind` / `pfc_drop_ratio`.
+        feature: `"readout"` (the paper's `8R` readout, `pooler_output`) or `"mean_hidden"` (the last hidden
+            state averaged over the R ROI tokens, `R` values: the encoder without its readout layer).
 
     Returns:
-        float32 array `[N, 8R]`.
+        float32 array `[N, 8R]` (`"readout"`) or `[N, R]` (`"mean_hidden"`).
     """
     num_views = _view_count(view, num_views)
+    if feature not in FEATURES:
+        raise ValueError(f"feature must be one of {FEATURES}; got {feature!r}.")
     encoder = _encoder_of(model)
     settings = FCSettings.of(encoder.config, fc_kind=fc_kind, pfc_drop_ratio=drop_ratio)
     scans = _check_scans(time_series, settings, view, num_rois=getattr(encoder.config, "num_rois", None))
@@ -138,8 +154,7 @@ def extract_features(
                 show_progress=show_progress, desc=f"features ({view})",
             ):
                 outputs = [
-                    encoder(connectivity=fc.to(parameter.device, parameter.dtype)).pooler_output.float().cpu()
-                    for fc in views
+                    _encoder_feature(encoder, fc.to(parameter.device, parameter.dtype), feature).cpu() for fc in views
                 ]
                 features.append(torch.stack(outputs).mean(dim=0).numpy())
     finally:
