@@ -18,8 +18,18 @@ on CUDA; on CPU the peak resident set size of the process sampled during the tim
 anchor (official code, one H200, torch 2.11) with our speed-up over it, plus the achieved TFLOP/s using SPEC §6's
 FLOPs per scan (valid for R = 100 only). CUDA out-of-memory is reported as ``OOM`` and the run goes on.
 
+Modes and options beyond the default step (README.md has the details):
+
+* ``--reference``: our full step from raw scans (collator + model + AdamW + EMA) beside the per-scan reference of
+  ``reference_step.py`` (nilearn FC per scan, ``nn.TransformerEncoderLayer`` stack, Python loops), timed interleaved
+  in this process; one JSON line per case with both scans/s and the ratio; ``--profile`` adds a profiler table.
+* ``--sdpa-report``: the SDPA backend picked, and each forced backend's ms, for head dims 20/10/5 at R = 100.
+* ``--gradient-checkpointing``, ``--fused-adamw``, ``--compile``: the GPU levers (``gpu_run.sh`` runs them).
+
 Examples::
 
+    # ours vs the per-scan reference on this CPU
+    python benchmarks/benchmark_pretraining.py --device cpu --threads 1 --presets small --batch-sizes 32 --reference
     # quick CPU check
     python benchmarks/benchmark_pretraining.py --device cpu --presets small --batch-sizes 8 --steps 3 --warmup 1
     # the GPU run (default set: small 256, base 64/256, large 64; fp32 + bf16)
@@ -653,10 +663,23 @@ def header(info: dict, args) -> str:
         f"* step: forward (2 pFC views, LRA + MRM + MRC) + backward + AdamW (lr 3e-4, wd 5e-5) + EMA update; "
         f"R = {args.num_rois}, T = {args.timepoints}; warm-up {args.warmup}, timed {args.steps} steps"
         + (", torch.compile" if args.compile else ""),
-        "* inputs already on the device; `fc` = two precomputed pFC views, `time_series` = pFC computed in forward",
-        "* each timed step ends with a device sync; samples/s = batch / median step time (mean-based figures and "
-        "every step time are in the JSON)",
     ]
+    if args.reference:
+        lines += [
+            "* --reference: both steps from the same raw scans (synthetic, shared latent signals + noise). Ours: "
+            "`DataCollatorForPseudoFC` (default placement) + `BrainMassForPreTraining` + AdamW + `update_target()`. "
+            "Reference (`reference_step.py`): numpy drop + nilearn `ConnectivityMeasure` per scan and view, "
+            "`nn.TransformerEncoderLayer` stack, Python loops over scans for masking / masked-ROI heads / losses, "
+            "AdamW, EMA as a loop over parameters",
+            "* timed interleaved in one process (order rotated each round); scans/s = batch / median step time; "
+            "ratio = ours / reference",
+        ]
+    else:
+        lines += [
+            "* inputs already on the device; `fc` = two precomputed pFC views, `time_series` = pFC computed in forward",
+            "* each timed step ends with a device sync; samples/s = batch / median step time (mean-based figures and "
+            "every step time are in the JSON)",
+        ]
     if info["device"].startswith("cuda"):
         lines.append(f"* anchor: SPEC §6, {ANCHOR_DEVICE}; speed-up = ours / anchor at the same precision "
                      "(different GPU if ours is not an H200); TFLOP/s uses SPEC §6 FLOPs per scan")

@@ -36,7 +36,7 @@ def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.slow  # 14 s on the shared 2-core machine (most of it the first import of transformers)
+@pytest.mark.slow  # 14 s on the shared 2-core machine under load (3 s quiet)
 def test_pretraining_benchmark_tiny(tmp_path, capsys):
     bench = _load("benchmark_pretraining")
     out = tmp_path / "p.json"
@@ -77,7 +77,7 @@ def test_flops_counted_close_to_spec():
     assert source.startswith("counted") and abs(counted - spec) / spec < 0.05
 
 
-@pytest.mark.slow  # 16 s on the shared 2-core machine
+@pytest.mark.slow  # 16 s on the shared 2-core machine under load (4 s quiet)
 def test_reference_mode_tiny(tmp_path, capsys):
     bench = _load("benchmark_pretraining")
     results = bench.main(["--device", "cpu", "--presets", "tiny", "--batch-sizes", "4", "--steps", "2",
@@ -143,7 +143,7 @@ def test_pfc_benchmark_tiny(tmp_path, capsys):
     assert "ratio (collator)" in (tmp_path / "f.md").read_text()
 
 
-@pytest.mark.slow  # 11 s on the shared 2-core machine
+@pytest.mark.slow  # 11 s on the shared 2-core machine under load (4 s quiet)
 def test_cpu_settings_tiny(tmp_path):
     bench = _load("cpu_settings")
     payload = bench.main(["--preset", "tiny", "--batch-size", "4", "--num-rois", "20", "--steps", "1", "--warmup", "0",

@@ -115,23 +115,28 @@ def _centered(x: torch.Tensor, mask: torch.Tensor):
     return (x - mean) * w, n.squeeze(-1)
 
 
-def _ledoit_wolf_shrinkage(xs: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """Ledoit-Wolf shrinkage coefficient per scan, as ``sklearn.covariance.ledoit_wolf_shrinkage``.
+def _ledoit_wolf_shrinkage(
+    emp_cov_trace: torch.Tensor, delta_: torch.Tensor, row_energy: torch.Tensor, n: torch.Tensor
+) -> torch.Tensor:
+    """Ledoit-Wolf shrinkage coefficient per scan, as ``sklearn.covariance.ledoit_wolf_shrinkage``, for the
+    standardised scans ``xs`` (zero at invalid points) with empirical covariance ``cov = xsᵀ xs / n``.
 
-    ``xs`` is the centred (and here standardised) batch, zero at invalid points; ``n`` the valid counts.
+    Args:
+        emp_cov_trace: ``(B, R)`` the diagonal of ``cov``.
+        delta_: ``(B,)`` ``‖cov‖²`` (sklearn's ``Σ_ij (xsᵀ xs)_ij² / n²``).
+        row_energy: ``(B, T)`` ``Σ_i xs[t, i]²`` per time point: sklearn's ``Σ_ij Σ_t xs_ti² xs_tj²`` is
+            ``Σ_t row_energy_t²``, so no second ``R × R`` product is needed.
+        n: ``(B,)`` valid counts.
     Returns ``(batch_size,)`` in ``[0, 1]``.
     """
-    num_rois = xs.shape[-1]
-    n = n.to(xs.dtype)
-    x2 = xs.pow(2)
-    emp_cov_trace = x2.sum(dim=1) / n[:, None]  # [B, R]
+    num_rois = emp_cov_trace.shape[-1]
+    n = n.to(emp_cov_trace.dtype)
     mu = emp_cov_trace.sum(dim=-1) / num_rois  # [B]
-    beta_ = (x2.transpose(1, 2) @ x2).sum(dim=(1, 2))
-    delta_ = (xs.transpose(1, 2) @ xs).pow(2).sum(dim=(1, 2)) / n.pow(2)
+    beta_ = row_energy.pow(2).sum(dim=1)
     beta = (beta_ / n - delta_) / (num_rois * n)
     delta = (delta_ - 2.0 * mu * emp_cov_trace.sum(dim=-1) + num_rois * mu.pow(2)) / num_rois
     beta = torch.minimum(beta, delta)
-    return torch.where(beta == 0, torch.zeros_like(beta), beta / delta.clamp_min(torch.finfo(xs.dtype).tiny))
+    return torch.where(beta == 0, torch.zeros_like(beta), beta / delta.clamp_min(torch.finfo(delta.dtype).tiny))
 
 
 def functional_connectivity(
@@ -165,25 +170,36 @@ def _fc(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch
     """FC of a batch ``x`` ``(B, T, R)`` float with ``mask`` ``(B, T)`` bool; no value checks, no host sync (the
     model's path: its inputs were validated where they entered). Returns ``(B, R, R)``."""
     xc, n = _centered(x, mask)
-    # z-score each ROI (ddof=1, as nilearn's "zscore_sample"); constant ROIs become all-zero columns.
-    std = (xc.pow(2).sum(dim=1) / (n - 1).unsqueeze(-1)).sqrt()  # [B, R]
-    constant = std < CONSTANT_ROI_STD
-    xs = xc / torch.where(constant, torch.ones_like(std), std).unsqueeze(1)
-    xs = xs.masked_fill(constant.unsqueeze(1), 0.0)
-    cov = xs.transpose(1, 2) @ xs / n.to(x.dtype)[:, None, None]  # diag (n-1)/n for non-constant ROIs
-    diag = torch.diagonal(cov, dim1=1, dim2=2)
-    if kind == "ledoit_wolf":
-        shrinkage = _ledoit_wolf_shrinkage(xs, n)[:, None]
-        mu = diag.sum(dim=-1, keepdim=True) / x.shape[-1]
-        cov = cov * (1.0 - shrinkage)[..., None]
-        diag = diag * (1.0 - shrinkage) + shrinkage * mu
-    scale = diag.clamp_min(torch.finfo(x.dtype).tiny).rsqrt()
-    fc = cov * scale.unsqueeze(-1) * scale.unsqueeze(-2)
+    # One R × R product per scan, the centred cross-products; z-scoring each ROI (ddof=1, as nilearn's
+    # "zscore_sample"), the shrinkage and the conversion to correlation are then rescalings of its rows and
+    # columns by per-ROI factors, so the (B, R, R) tensors are touched only a few times. Constant ROIs get
+    # all-zero rows and columns (and 1 on the diagonal below).
+    cross = xc.transpose(1, 2) @ xc  # [B, R, R]
+    nf = n.to(x.dtype)
+    var = torch.diagonal(cross, dim1=1, dim2=2) / (nf - 1).unsqueeze(-1)  # [B, R]
+    constant = var.clamp_min(0).sqrt() < CONSTANT_ROI_STD
+    inv_var = torch.where(constant, torch.zeros_like(var), 1.0 / torch.where(constant, torch.ones_like(var), var))
+    if kind == "pearson":
+        base = cross
+        scale = (inv_var / (nf - 1).unsqueeze(-1)).sqrt()  # 1 / (std · sqrt(n - 1)); 0 for constant ROIs
+    else:
+        inv_std_n = (inv_var / nf.unsqueeze(-1)).sqrt()
+        cov = cross * (inv_std_n.unsqueeze(-1) * inv_std_n.unsqueeze(-2))  # standardised covariance, diag (n-1)/n
+        emp_cov_trace = torch.diagonal(cov, dim1=1, dim2=2)
+        delta_ = torch.linalg.vector_norm(cov, dim=(1, 2)).pow(2)
+        row_energy = (xc.pow(2) @ inv_var.unsqueeze(-1)).squeeze(-1)  # [B, T]
+        shrinkage = _ledoit_wolf_shrinkage(emp_cov_trace, delta_, row_energy, n).unsqueeze(-1)  # [B, 1]
+        mu = emp_cov_trace.sum(dim=-1, keepdim=True) / x.shape[-1]
+        shrunk_diag = emp_cov_trace * (1.0 - shrinkage) + shrinkage * mu
+        base = cov
+        scale = ((1.0 - shrinkage) / shrunk_diag.clamp_min(torch.finfo(x.dtype).tiny)).sqrt()
+        scale = torch.where(constant, torch.zeros_like(scale), scale)
+    fc = base * (scale.unsqueeze(-1) * scale.unsqueeze(-2))
     fc = fc.clamp(-1.0, 1.0)
-    eye = torch.eye(x.shape[-1], dtype=torch.bool, device=x.device)
-    fc = fc.masked_fill(eye, 1.0)
+    torch.diagonal(fc, dim1=1, dim2=2).fill_(1.0)  # in place on the diagonal only: R values, not R × R
     if fisher_z:
-        fc = torch.atanh(fc.clamp(-1 + 1e-6, 1 - 1e-6)).masked_fill(eye, 0.0)
+        fc = torch.atanh(fc.clamp(-1 + 1e-6, 1 - 1e-6))
+        torch.diagonal(fc, dim1=1, dim2=2).fill_(0.0)
     return fc
 
 

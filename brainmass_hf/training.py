@@ -455,6 +455,10 @@ def pretrain(
         model = BrainMassForPreTraining(config)
     _check_training_data(dataset, model.config, "Pretraining")
     feature_extractor = BrainMassFeatureExtractor.from_config(model.config)
+    if args.push_to_hub:  # every revision pushed at a save gets the code, feature extractor and card (issue 11)
+        from .hub import HubCodeCallback
+
+        callbacks = [*(callbacks or []), HubCodeCallback()]
     trainer = BrainMassPretrainingTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=feature_extractor, callbacks=callbacks
     )
@@ -463,6 +467,15 @@ def pretrain(
     if trainer.is_world_process_zero():
         unwrap_model(trainer.model).save_encoder(encoder_dir)
         feature_extractor.save_pretrained(encoder_dir)
+        if args.push_to_hub:  # the repo ends with the encoder users load, after the last checkpoint upload
+            from .hub import push_encoder
+
+            if trainer.push_in_progress is not None:
+                trainer.push_in_progress.wait_until_done()
+            push_encoder(
+                encoder_dir, trainer.hub_model_id, revision=args.hub_revision, private=bool(args.hub_private_repo),
+                commit_message="BrainMass encoder (end of pretraining)",
+            )
     return trainer
 
 

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,6 +65,15 @@ class HubError(Exception):
         self.status, self.message, self.code, self.extra = status, message, code, extra
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a client that gives up on a connection (a cancelled upload future, a closed keep-alive) is not a server bug
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class LocalHub:
     """The server and its in-memory repos. ``start()`` binds 127.0.0.1 on a free port; ``requests`` logs
     ``(method, path, status)`` of every call, so tests can check what the clients did."""
@@ -83,8 +93,7 @@ class LocalHub:
         class Handler(_Handler):
             server_hub = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

