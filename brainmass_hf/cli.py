@@ -96,7 +96,11 @@ def checked_model_path(value: str, flag: str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
 class PretrainScriptArguments:
-    data: str = field(default="devfmri", metadata={"help": "'devfmri' (bundled CC0 cohort) or a data path."})
+    data: str = field(
+        default="devfmri",
+        metadata={"help": "'devfmri' (bundled CC0 cohort), a data path or Hub id, or several joined by commas "
+                          "(one corpus of the same atlas, e.g. '../shared/data/abide1_aal116,devfmri')."},
+    )
     preset: str = field(default="small", metadata={"help": "small | base | large | tiny."})
     init_from: str | None = field(default=None, metadata={"help": "Encoder checkpoint to continue from."})
     config_overrides: str | None = field(
@@ -156,7 +160,14 @@ def pretrain_main(argv: list[str] | None = None):
     overrides = _parse_overrides(script.config_overrides)
     if script.atlas_name:
         overrides["atlas_name"] = script.atlas_name
-    dataset = load_data(script.data, script.orientation)
+    sources = [part.strip() for part in script.data.split(",") if part.strip()]
+    if len(sources) > 1:
+        from .data import pretraining_corpus
+
+        kwargs = {"orientation": script.orientation} if script.orientation else {}
+        dataset = pretraining_corpus(sources, **kwargs)
+    else:
+        dataset = load_data(script.data, script.orientation)
     if script.init_from:
         init_from = checked_model_path(script.init_from, "--init_from")
         model = BrainMassForPreTraining.from_encoder(init_from, **overrides)

@@ -575,6 +575,39 @@ def resolve_dataset(dataset: Any, **loader_kwargs: Any) -> Any:
     return load_dataset_auto(path, **loader_kwargs)
 
 
+def pretraining_corpus(sources: Sequence[Any], **loader_kwargs: Any) -> datasets.Dataset:
+    """Several cohorts as one unlabelled pretraining corpus: each source goes through :func:`resolve_dataset`
+    (with ``loader_kwargs``), only ``subject_id`` and ``time_series`` are kept, and the rows are concatenated in
+    the order given. Every source must have the same number of ROIs (one atlas, one ROI order) and the scan ids
+    must be unique across sources. ``brainmass pretrain --data a,b`` calls this.
+
+    Example: ``pretraining_corpus(["../shared/data/abide1_aal116", "devfmri"])`` → 938 AAL-116 scans.
+    """
+    if len(sources) == 0:
+        raise BrainMassDataError("pretraining_corpus needs at least one data source.")
+    columns = ["subject_id", "time_series"]
+    parts, names = [], []
+    for source in sources:
+        part = resolve_dataset(source, **loader_kwargs)
+        missing = [c for c in columns if c not in part.column_names]
+        if missing:
+            raise BrainMassDataError(
+                f"Data source {source!r} has no column(s) {missing}; a pretraining source needs 'subject_id' and "
+                "'time_series' (load it with the brainmass_hf.data loaders)."
+            )
+        parts.append(part.select_columns(columns))
+        names.append(str(source))
+    rois = {name: int(np.asarray(p[0]["time_series"]).shape[-1]) for name, p in zip(names, parts)}
+    if len(set(rois.values())) > 1:
+        raise BrainMassDataError(
+            f"The data sources have different numbers of ROIs ({rois}); a corpus needs one atlas in one ROI order. "
+            "Parcellate every cohort with the same atlas."
+        )
+    check_unique_ids([i for p in parts for i in p["subject_id"]], "scan ids across the data sources")
+    features = parts[0].features
+    return datasets.concatenate_datasets([parts[0]] + [p.cast(features) for p in parts[1:]])
+
+
 # "user/name" or "user/name@revision": a dataset pushed with Dataset.push_to_hub (tried only when no local folder
 # "user/" exists, so a mistyped local path is reported as one)
 _HUB_DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?")
