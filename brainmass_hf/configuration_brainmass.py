@@ -8,6 +8,10 @@ from transformers import PreTrainedConfig
 
 logger = logging.getLogger(__name__)
 
+# The config fields that decide how a scan becomes the matrix the encoder sees (FC kind, pFC views, minimum length):
+# the feature extractor and the model card copy exactly these.
+FC_SETTING_NAMES = ("fc_kind", "fisher_z", "pfc_drop_ratio", "pfc_mask_way", "pfc_crop_length", "min_timepoints")
+
 # Paper presets (BrainMass, IEEE TMI 2024, Table I) for R = 100 ROIs: layers, heads, feed-forward size.
 BRAINMASS_PRESETS: dict[str, dict] = {
     "small": dict(num_hidden_layers=8, num_attention_heads=5, intermediate_size=1024),
@@ -229,4 +233,4 @@ class BrainMassConfig(PreTrainedConfig):
         return cls(num_rois=num_rois, **values)
 
 
-__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS"]
+__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS", "FC_SETTING_NAMES"]

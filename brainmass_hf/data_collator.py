@@ -24,6 +24,11 @@ __all__ = ["DataCollatorForPseudoFC", "DataCollatorForConnectomeClassification"]
 _PLACES = ("model", "collator")
 
 
+def _check_place(compute_fc_on: str) -> None:
+    if compute_fc_on not in _PLACES:
+        raise ValueError(f"compute_fc_on must be one of {_PLACES}; got {compute_fc_on!r}.")
+
+
 def _scans_and_ids(features: list[dict]) -> tuple[list, list[str] | None]:
     """The rows' scans, as given, and their ids for error messages. No dtype cast here: the feature extractor
     validates the raw values (:func:`brainmass_hf.validation.validate_time_series`: complex, beyond float32, NaN,
@@ -53,8 +58,7 @@ class DataCollatorForPseudoFC:
     generator: torch.Generator | None = None
 
     def __post_init__(self):
-        if self.compute_fc_on not in _PLACES:
-            raise ValueError(f"compute_fc_on must be one of {_PLACES}; got {self.compute_fc_on!r}.")
+        _check_place(self.compute_fc_on)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         scans, ids = _scans_and_ids(features)
@@ -84,8 +88,7 @@ class DataCollatorForConnectomeClassification:
     generator: torch.Generator | None = None
 
     def __post_init__(self):
-        if self.compute_fc_on not in _PLACES:
-            raise ValueError(f"compute_fc_on must be one of {_PLACES}; got {self.compute_fc_on!r}.")
+        _check_place(self.compute_fc_on)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         scans, ids = _scans_and_ids(features)

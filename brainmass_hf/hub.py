@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .configuration_brainmass import BRAINMASS_PRESETS, BrainMassConfig
+from .configuration_brainmass import BRAINMASS_PRESETS, FC_SETTING_NAMES, BrainMassConfig
 from .processing_brainmass import BrainMassFeatureExtractor
 
 __all__ = [
@@ -269,12 +269,7 @@ def render_model_card(
         pretraining_params=_millions(counts["pretraining"]),
         atlas=config.atlas_name or "not recorded (set `atlas_name` when saving)",
         roi_order=_roi_order(config),
-        fc_kind=config.fc_kind,
-        fisher_z=config.fisher_z,
-        pfc_drop_ratio=config.pfc_drop_ratio,
-        pfc_mask_way=config.pfc_mask_way,
-        pfc_crop_length=config.pfc_crop_length,
-        min_timepoints=config.min_timepoints,
+        **{name: getattr(config, name) for name in FC_SETTING_NAMES},
         pretraining_data=data,
         recipe=f"```bash\n{facts['recipe']}\n```" if facts.get("recipe") else "Not recorded for this checkpoint.",
         results=measured,

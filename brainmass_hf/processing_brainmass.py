@@ -14,7 +14,7 @@ import torch
 from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
-from .configuration_brainmass import BrainMassConfig
+from .configuration_brainmass import FC_SETTING_NAMES, BrainMassConfig
 from .connectivity import FC_KINDS, connectivity_view, min_scan_length, pad_time_series
 from .validation import validate_time_series
 
@@ -79,17 +79,8 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
     @classmethod
     def from_config(cls, config: BrainMassConfig) -> "BrainMassFeatureExtractor":
         """The feature extractor that matches a model config."""
-        return cls(
-            num_rois=config.num_rois,
-            fc_kind=config.fc_kind,
-            fisher_z=config.fisher_z,
-            pfc_drop_ratio=config.pfc_drop_ratio,
-            pfc_mask_way=config.pfc_mask_way,
-            pfc_crop_length=config.pfc_crop_length,
-            min_timepoints=config.min_timepoints,
-            atlas_name=config.atlas_name,
-            roi_names=config.roi_names,
-        )
+        fc_settings = {name: getattr(config, name) for name in FC_SETTING_NAMES}
+        return cls(num_rois=config.num_rois, atlas_name=config.atlas_name, roi_names=config.roi_names, **fc_settings)
 
     def validate(
         self, time_series: Sequence[np.ndarray], subject_ids: Sequence[str] | None = None, drop: bool = True

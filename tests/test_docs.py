@@ -37,6 +37,18 @@ TINY_FLAGS = {
     "convert-official": [],
 }
 
+# Commands on the real cohorts kept outside the repo name them as ``../shared/...`` (a path from the repo root, where
+# a user runs them); the test resolves that against the repo and skips such a command when ../shared is absent.
+SHARED_PREFIX = "../shared/"
+SHARED = REPO.parent / "shared"
+
+
+def _shared_path(word: str) -> str:
+    """``../shared/...`` (also inside a comma-separated list) → the absolute path beside the repo; else ``word``."""
+    return ",".join(str(SHARED / part[len(SHARED_PREFIX):]) if part.startswith(SHARED_PREFIX) else part
+                    for part in word.split(","))
+
+
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 
 
@@ -104,7 +116,9 @@ def run_document(path: Path, folder: Path):
                 if words[0] != "brainmass":
                     assert path.name == "README.md" and index < SETUP_BLOCKS, where
                     continue
-                argv = words[1:] + TINY_FLAGS[words[1]]
+                argv = [_shared_path(word) for word in words[1:]] + TINY_FLAGS[words[1]]
+                if any(word.startswith(SHARED_PREFIX) for word in words) and not SHARED.is_dir():
+                    continue  # a command on the data kept outside the repo (../shared): only where it is present
                 if words[1] == "push":  # needs a Hub: the local Hub-protocol server
                     hub = LocalHub().start()
                     try:
