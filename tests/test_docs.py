@@ -89,7 +89,8 @@ def test_every_document_has_runnable_blocks_and_every_bash_command_is_known():
 
 def write_user_files(folder: Path):
     """What the README's commands read that a user would bring: two NIfTI scans + confounds + an atlas
-    (``brainmass extract``) and the authors' checkpoint ``test.pth`` (``brainmass convert-official``)."""
+    (``brainmass extract``) and the authors' checkpoint ``test.pth`` (``brainmass convert-official``); and the
+    repo's ``checkpoints/`` folder, which documented commands name relative to the repo root."""
     import pandas as pd
 
     from test_convert_official import official_state_dict, save_official
@@ -100,6 +101,8 @@ def write_user_files(folder: Path):
         confounds = pd.DataFrame(rng.normal(size=(100, 2)), columns=["trans_x", "rot_z"])
         confounds.to_csv(folder / f"{subject}_confounds.tsv", sep="\t", index=False)
     save_official(folder / "test.pth", official_state_dict())
+    # the released checkpoints the README loads by their path in the repo (read-only use: a link, not a copy)
+    (folder / "checkpoints").symlink_to(REPO / "checkpoints", target_is_directory=True)
 
 
 def run_document(path: Path, folder: Path):

@@ -1,0 +1,236 @@
+"""BrainMass model configuration."""
+
+from __future__ import annotations
+
+import logging
+
+from transformers import PreTrainedConfig
+
+logger = logging.getLogger(__name__)
+
+# The config fields that decide how a scan becomes the matrix the encoder sees (FC kind, pFC views, minimum length):
+# the feature extractor and the model card copy exactly these.
+FC_SETTING_NAMES = ("fc_kind", "fisher_z", "pfc_drop_ratio", "pfc_mask_way", "pfc_crop_length", "min_timepoints")
+
+# Paper presets (BrainMass, IEEE TMI 2024, Table I) for R = 100 ROIs: layers, heads, feed-forward size.
+BRAINMASS_PRESETS: dict[str, dict] = {
+    "small": dict(num_hidden_layers=8, num_attention_heads=5, intermediate_size=1024),
+    "base": dict(num_hidden_layers=16, num_attention_heads=10, intermediate_size=2048),
+    "large": dict(num_hidden_layers=32, num_attention_heads=20, intermediate_size=4096),
+    # not in the paper: a two-layer model for tests and quick CPU runs
+    "tiny": dict(
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        projection_hidden_size=256,
+        projection_size=128,
+        predictor_hidden_size=256,
+    ),
+}
+
+
+_AUTO_MAP = {
+    "AutoConfig": "configuration_brainmass.BrainMassConfig",
+    "AutoModel": "modeling_brainmass.BrainMassModel",
+    "AutoModelForPreTraining": "modeling_brainmass.BrainMassForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_brainmass.BrainMassForConnectomeClassification",
+}
+
+
+class BrainMassConfig(PreTrainedConfig):
+    r"""Configuration of a BrainMass model: the ROI-token transformer encoder, its pretraining objectives and the
+    connectivity preprocessing a checkpoint was trained with.
+
+    Tokens are ROIs and a token's features are its row of the functional-connectivity (FC) matrix, so the model
+    width is the number of ROIs ``R`` of the atlas.
+
+    Args:
+        num_rois (`int`, defaults to 100): ``R``, the atlas size; also the model width (``d_model``).
+        num_hidden_layers (`int`, defaults to 8): post-norm transformer encoder layers ``L``.
+        num_attention_heads (`int`, defaults to 5): heads ``H``; must divide ``num_rois``.
+        intermediate_size (`int`, defaults to 1024): feed-forward size ``F``.
+        hidden_act (`str`, defaults to ``"relu"``), hidden_dropout_prob / attention_probs_dropout_prob
+            (defaults 0.1), layer_norm_eps (1e-5): ``torch.nn.TransformerEncoderLayer`` semantics.
+        readout_dim (`int`, defaults to 8): per-ROI readout width; the pooled representation has
+            ``num_rois * readout_dim`` features (800 for R = 100).
+        readout_negative_slope (`float`, defaults to 0.01): LeakyReLU slope of the readout.
+        masked_roi_head_negative_slope (`float`, defaults to 0.01): LeakyReLU slope inside both masked-ROI heads.
+        classifier_negative_slope (`float`, defaults to 0.01): LeakyReLU slope of the fine-tuning head (applied to
+            the readout and after every hidden classifier layer).
+        num_prefix_tokens (`int`, defaults to 2): learned tokens prepended to the masked-ROI sequences in
+            pretraining: 2 = cls + dist (the authors), 1 = cls only, 0 = none. The position table has
+            ``num_rois + num_prefix_tokens`` rows.
+        projection_hidden_size (`int`, *optional*): hidden size of the projection head ``g``; defaults to
+            ``2 * num_rois * readout_dim`` (1600 for R = 100).
+        projection_size (`int`, defaults to 1024): output of ``g`` and of the predictor ``q``.
+        predictor_hidden_size (`int`, defaults to 2048): hidden size of the BYOL predictor ``q``.
+        masked_roi_head_hidden_size (`int`, *optional*): hidden size of both masked-ROI heads; defaults to
+            ``intermediate_size`` (as in the authors' code).
+        mrm_num_masked (`int`, defaults to 5): ROIs masked for masked-ROI reconstruction (MSE).
+        mrc_num_masked (`int`, defaults to 10): ROIs masked for masked-ROI classification (InfoNCE).
+        mask_roi_columns (`bool`, defaults to `False`): in both masked-ROI objectives, also zero column ``i`` of
+            every visible token for each masked ROI ``i``. FC is symmetric, so with `False` (the authors') the
+            masked row stays readable from the visible tokens' columns; `True` hides it. Targets stay the
+            original rows either way.
+        lra_loss_weight / mrc_loss_weight / mrm_loss_weight (defaults 1.0 / 0.1 / 2.0): total loss
+            ``lra + 0.1 * infonce + 2 * mrm``, the authors' config.
+        ema_momentum (`float`, defaults to 0.996): target network ``θ_t ← m θ_t + (1 − m) θ_online`` after every
+            optimizer step, in ``[0, 1]``.
+        train_masked_roi_modules (`bool`, defaults to `True`): train the masked-ROI heads, the mask embedding
+            and the cls/dist tokens. The authors' optimizer never receives them, so they stay at their
+            initialisation there (a bug); `False` reproduces that.
+        fc_kind (`str`, defaults to ``"ledoit_wolf"``): ``"ledoit_wolf"`` (nilearn's
+            ``ConnectivityMeasure(kind="correlation")`` default, the authors' choice) or ``"pearson"``.
+        fisher_z (`bool`, defaults to `False`): Fisher z-transform FC (the authors do not).
+        pfc_drop_ratio (`float`, defaults to 0.2): pFC drops ``int(ratio * T)`` random time points.
+        pfc_mask_way (`str`, defaults to ``"drop"``): ``"drop"`` (non-contiguous, the paper), ``"crop"``
+            (a contiguous window of ``pfc_crop_length`` points, the authors' ``random`` option) or ``"window"``
+            (a random contiguous window keeping as many points as ``"drop"``: the two views of a scan then come
+            from different, overlapping time spans; ``pfc_drop_ratio=0.5`` halves them).
+        pfc_crop_length (`int`, defaults to 30).
+        min_timepoints (`int`, defaults to 10): fewest time points a pFC view may keep (at least 2); shorter
+            scans are rejected with an error that names them. With ``pfc_mask_way="crop"``, ``pfc_crop_length``
+            must be at least this.
+        atlas_name (`str`, *optional*), roi_names (`list[str]`, *optional*): the parcellation the checkpoint
+            expects; inputs are checked against ``num_rois``.
+        classifier_hidden_sizes (`list[int]`, defaults to ``[256, 32]``) and classifier_dropout (0.3): the
+            authors' fine-tuning head.
+        initializer_range (`float`, defaults to 0.02): unused by the encoder, which keeps PyTorch's own
+            initialisation (as ``torch.nn.TransformerEncoderLayer``); kept for transformers utilities.
+
+    Example:
+
+    ```python
+    >>> from brainmass_hf import BrainMassConfig, BrainMassModel
+    >>> config = BrainMassConfig.from_preset("small", num_rois=100)
+    >>> model = BrainMassModel(config)
+    ```
+    """
+
+    model_type = "brainmass"
+
+    num_rois: int = 100
+    num_hidden_layers: int = 8
+    num_attention_heads: int = 5
+    intermediate_size: int = 1024
+    hidden_act: str = "relu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-5
+    readout_dim: int = 8
+    readout_negative_slope: float = 0.01
+    masked_roi_head_negative_slope: float = 0.01
+    classifier_negative_slope: float = 0.01
+    num_prefix_tokens: int = 2
+    projection_hidden_size: int | None = None
+    projection_size: int = 1024
+    predictor_hidden_size: int = 2048
+    masked_roi_head_hidden_size: int | None = None
+    mrm_num_masked: int = 5
+    mrc_num_masked: int = 10
+    mask_roi_columns: bool = False
+    lra_loss_weight: float = 1.0
+    mrc_loss_weight: float = 0.1
+    mrm_loss_weight: float = 2.0
+    ema_momentum: float = 0.996
+    train_masked_roi_modules: bool = True
+    fc_kind: str = "ledoit_wolf"
+    fisher_z: bool = False
+    pfc_drop_ratio: float = 0.2
+    pfc_mask_way: str = "drop"
+    pfc_crop_length: int = 30
+    min_timepoints: int = 10
+    atlas_name: str | None = None
+    roi_names: list[str] | None = None
+    classifier_hidden_sizes: list[int] | tuple[int, ...] = (256, 32)
+    classifier_dropout: float = 0.3
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.projection_hidden_size is None:
+            self.projection_hidden_size = 2 * self.num_rois * self.readout_dim
+        if self.masked_roi_head_hidden_size is None:
+            self.masked_roi_head_hidden_size = self.intermediate_size
+        self.classifier_hidden_sizes = [int(s) for s in self.classifier_hidden_sizes]
+        super().__post_init__(**kwargs)
+        # every Auto class, so a folder saved by any one model class loads as any other with trust_remote_code
+        self.auto_map = {**_AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+        self._check()
+
+    def _check(self):
+        """Range checks, one ``ValueError`` per problem naming the field, the value and what is allowed."""
+        from transformers.activations import ACT2FN
+
+        from .connectivity import FC_KINDS, PFC_MASK_WAYS, min_scan_length
+
+        for name in ("num_rois", "num_hidden_layers", "num_attention_heads", "intermediate_size", "readout_dim",
+                     "projection_hidden_size", "projection_size", "predictor_hidden_size",
+                     "masked_roi_head_hidden_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if self.num_rois < 2:
+            raise ValueError(f"num_rois must be at least 2; got {self.num_rois}.")
+        if self.num_rois % self.num_attention_heads != 0:
+            divisors = [h for h in range(1, self.num_rois + 1) if self.num_rois % h == 0]
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} does not divide num_rois={self.num_rois} "
+                f"(the model width is the ROI count). Choose one of {divisors}."
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not a transformers activation; use one of "
+                             f"{sorted(ACT2FN)}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "pfc_drop_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}.")
+        if not 0.0 <= self.ema_momentum <= 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1] (0.996 in the paper); got {self.ema_momentum}.")
+        if self.num_prefix_tokens not in (0, 1, 2):
+            raise ValueError(f"num_prefix_tokens must be 0, 1 (cls) or 2 (cls + dist); got {self.num_prefix_tokens}.")
+        if self.fc_kind not in FC_KINDS:
+            raise ValueError(f"fc_kind must be one of {FC_KINDS}; got {self.fc_kind!r}.")
+        if self.pfc_mask_way not in PFC_MASK_WAYS:
+            raise ValueError(f"pfc_mask_way must be one of {PFC_MASK_WAYS}; got {self.pfc_mask_way!r}.")
+        if self.min_timepoints < 2:
+            raise ValueError(f"min_timepoints must be at least 2 (a correlation needs two points); got "
+                             f"{self.min_timepoints}.")
+        min_scan_length(self)  # raises when no scan could give a long enough pFC view (crop shorter than the minimum)
+        for name in ("mrm_num_masked", "mrc_num_masked"):
+            k = getattr(self, name)
+            if not 1 <= k <= self.num_rois:
+                raise ValueError(f"{name}={k} must be between 1 and num_rois={self.num_rois}.")
+        if not isinstance(self.mask_roi_columns, bool):
+            raise ValueError(f"mask_roi_columns must be True or False; got {self.mask_roi_columns!r}.")
+        if self.roi_names is not None and len(self.roi_names) != self.num_rois:
+            raise ValueError(f"roi_names has {len(self.roi_names)} names but num_rois={self.num_rois}.")
+
+    @property
+    def hidden_size(self) -> int:
+        """The model width, which is the number of ROIs."""
+        return self.num_rois
+
+    @property
+    def pooled_size(self) -> int:
+        """Size of the readout representation, ``num_rois * readout_dim``."""
+        return self.num_rois * self.readout_dim
+
+    @classmethod
+    def from_preset(cls, name: str, num_rois: int = 100, **kwargs) -> "BrainMassConfig":
+        """A paper preset (``"small"``, ``"base"``, ``"large"``; ``"tiny"`` for tests) for an atlas of
+        ``num_rois`` regions. If the preset's head count does not divide ``num_rois``, the nearest divisor is
+        used and logged (the paper's presets assume R = 100). ``kwargs`` override any field."""
+        if name not in BRAINMASS_PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(BRAINMASS_PRESETS)}.")
+        values = {**BRAINMASS_PRESETS[name], **kwargs}
+        heads = values["num_attention_heads"]
+        if "num_attention_heads" not in kwargs and num_rois % heads != 0:
+            divisors = [h for h in range(1, num_rois + 1) if num_rois % h == 0]
+            chosen = min(divisors, key=lambda h: (abs(h - heads), h))
+            logger.warning(
+                "Preset %r has %d heads, which do not divide num_rois=%d; using %d heads.", name, heads, num_rois, chosen
+            )
+            values["num_attention_heads"] = chosen
+        return cls(num_rois=num_rois, **values)
+
+
+__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS", "FC_SETTING_NAMES"]

@@ -1,0 +1,313 @@
+"""Input checks shared by the loaders, the feature extractor, the collators and the model entry points.
+
+numpy and the standard library only: this module ships as remote code with every checkpoint, next to the
+configuration, modeling, connectivity and processing files, so it must import nothing else.
+
+Every check collects *all* problems before raising, so a cohort with three bad scans gives one
+:class:`BrainMassDataError` that names the three scans and says what to change, not three runs that each find one.
+
+The one constant-ROI rule lives here: a ROI whose standard deviation over the valid time points is below
+:data:`CONSTANT_ROI_STD` carries no signal (e.g. a parcel outside the field of view); its FC is undefined, so it is
+counted and reported, and a scan whose every ROI is constant (all zeros, a failed extraction) is an error.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CONSTANT_ROI_STD",
+    "FLOAT32_MAX",
+    "BrainMassDataError",
+    "BrainMassDataWarning",
+    "format_names",
+    "check_unique_ids",
+    "constant_roi_mask",
+    "count_constant_rois",
+    "describe_nonfinite",
+    "validate_time_series",
+    "validate_connectivity",
+    "label_spelling_groups",
+    "check_labels",
+]
+
+# Below this standard deviation over time a ROI is constant (the same threshold as nilearn's zero-variance guard).
+CONSTANT_ROI_STD = 1e-8
+# Values beyond this become inf when cast to float32 (the dtype every model input has), so they are refused
+# before the cast: after it they would look like an inf the user never wrote.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class BrainMassDataError(ValueError):
+    """Input data that cannot be used as given; the message names the file or scan and the fix."""
+
+
+class BrainMassDataWarning(UserWarning):
+    """Usable input with something worth knowing (constant ROIs, dropped scans, merged label spellings)."""
+
+
+def warn(message: str) -> None:
+    """Warn with the user's calling line as the location, however deep in ``brainmass_hf`` the cause was found."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] == "brainmass_hf":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, BrainMassDataWarning, stacklevel=level)
+
+
+def format_names(items: Iterable[Any], limit: int = 10) -> str:
+    """``'a', 'b', 'c' (and 4 more)``: lists in messages stay readable on big cohorts."""
+    items = list(items)
+    shown = ", ".join(repr(str(x)) for x in items[:limit])
+    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _join_problems(problems: Sequence[str], limit: int = 10) -> str:
+    shown = "; ".join(problems[:limit])
+    return shown + (f"; (and {len(problems) - limit} more)" if len(problems) > limit else "")
+
+
+def check_unique_ids(ids: Sequence[str], what: str = "scan ids") -> None:
+    """Raise if any id occurs twice; ``what`` names the source (e.g. the phenotype file) in the message."""
+    dups = [i for i, c in collections.Counter(ids).items() if c > 1]
+    if dups:
+        raise BrainMassDataError(
+            f"Duplicated {what}: {format_names(dups)} occur more than once. Each scan needs a unique id; "
+            "remove the duplicates or choose a per-scan id column."
+        )
+
+
+def constant_roi_mask(array: np.ndarray) -> np.ndarray:
+    """Boolean ``(num_rois,)``: which columns of a ``(num_timepoints, num_rois)`` array have std < 1e-8."""
+    # float64 so that raw-scale data (values ~1e3) does not lose its variance to rounding.
+    return np.asarray(array, dtype=np.float64).std(axis=0) < CONSTANT_ROI_STD
+
+
+def count_constant_rois(array: np.ndarray) -> int:
+    """Number of constant ROIs (see :func:`constant_roi_mask`) of one ``(num_timepoints, num_rois)`` array."""
+    return int(constant_roi_mask(array).sum())
+
+
+def describe_nonfinite(array: np.ndarray, axes: tuple[str, str] = ("time point", "ROI")) -> str | None:
+    """``None`` when every value is finite and within float32 range, else e.g.
+    ``"2 NaN values, first at time point 3, ROI 1"`` (``axes`` names the two axes of a 2D array).
+
+    The one finite check of the package: loaders, the feature extractor and the model entry points call it."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "iuf":
+        return None  # integers are finite; other dtypes are refused by the dtype check
+    bad = ~np.isfinite(array)
+    num_huge = 0
+    if array.dtype.kind == "f" and array.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            huge = np.abs(array) > FLOAT32_MAX  # would become inf in float32
+        num_huge = int(huge.sum()) - int(np.isinf(array).sum())
+        bad |= huge
+    if not bad.any():
+        return None
+    counts = {"NaN values": int(np.isnan(array).sum()), "Inf values": int(np.isinf(array).sum()),
+              "values beyond float32 range (|x| > 3.4e38; rescale the data)": num_huge}
+    kinds = " and ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+    first = np.argwhere(bad)[0]
+    where = (f"first at {axes[0]} {first[0]}, {axes[1]} {first[1]}" if array.ndim == 2
+             else f"first at index {tuple(int(i) for i in first)}")
+    return f"{kinds}, {where}"
+
+
+def _as_numeric(array: Any) -> tuple[np.ndarray | None, str | None]:
+    """(array, None) or (None, problem) for one scan, before any cast."""
+    try:
+        a = np.asarray(array)
+    except Exception as exc:  # ragged lists and the like
+        return None, f"(not an array: {type(exc).__name__}: {exc}): pass a 2D numeric array"
+    if a.dtype.kind == "c":
+        return None, ("(complex values): pass the real signal (e.g. np.real(x) or np.abs(x), whichever your "
+                      "pipeline means), not a complex array")
+    if a.dtype.kind not in "iuf":
+        return None, f"(non-numeric dtype {a.dtype}): pass a 2D float array (time × ROI)"
+    return a, None
+
+
+def validate_time_series(
+    arrays: Sequence[Any],
+    ids: Sequence[str] | None = None,
+    *,
+    num_rois: int | None = None,
+    min_timepoints: int = 10,
+    warn_constant_rois: bool = True,
+) -> list[np.ndarray]:
+    """Check a cohort of ``(num_timepoints, num_rois)`` scans before anything is computed from them.
+
+    Args:
+        arrays: one array-like per scan, time × ROI; ``num_timepoints`` may differ per scan.
+        ids: one id per scan, used in every message (default ``"scan #0"``, ``"scan #1"``, …).
+        num_rois: the expected ROI count R; ``None`` takes the majority across scans.
+        min_timepoints: the shortest acceptable scan (default 10). Callers that train on pFC views pass
+            ``connectivity.min_scan_length(config)``.
+        warn_constant_rois: report scans with some constant ROIs in one :class:`BrainMassDataWarning`.
+
+    Returns:
+        The scans as C-contiguous float32 ``(num_timepoints, num_rois)`` arrays, in input order.
+
+    Raises:
+        BrainMassDataError: one error naming every bad scan with its problem and the fix: not 2D, complex,
+            non-numeric, NaN/Inf or beyond float32 range (checked before the cast), every ROI constant
+            (e.g. all zeros), fewer than ``min_timepoints`` rows, or an ROI count other than ``num_rois`` (or
+            than the majority); also a count mismatch between ``arrays`` and ``ids``, duplicated ids, no scans.
+    """
+    arrays = list(arrays)
+    ids = [f"scan #{k}" for k in range(len(arrays))] if ids is None else [str(i) for i in ids]
+    if len(arrays) != len(ids):
+        raise BrainMassDataError(f"Got {len(arrays)} scans but {len(ids)} ids; pass one id per scan.")
+    if not arrays:
+        raise BrainMassDataError("No scans to validate: the list of scans is empty.")
+    check_unique_ids(ids)
+    problems: dict[str, list[str]] = collections.defaultdict(list)
+    numeric: dict[str, np.ndarray] = {}
+    for scan_id, array in zip(ids, arrays):
+        a, problem = _as_numeric(array)
+        if problem is None and a.ndim != 2:
+            problem = (f"(shape {a.shape}): a scan must be 2D (num_timepoints, num_rois): pass one array per "
+                       "scan, time points as rows")
+        if problem is not None:
+            problems[scan_id].append(problem)
+        else:
+            numeric[scan_id] = a
+    if numeric:
+        rois = {i: a.shape[1] for i, a in numeric.items()}
+        if num_rois is None:
+            # The majority is the atlas the cohort was meant to use; the minority are the scans to fix.
+            expected, source = collections.Counter(rois.values()).most_common(1)[0][0], "the majority of scans have"
+        else:
+            expected, source = int(num_rois), "num_rois is"
+        for scan_id, a in numeric.items():
+            if a.shape[1] != expected:
+                problems[scan_id].append(
+                    f"(R={a.shape[1]}): {source} R={expected} ROIs (columns); extract every scan with the same "
+                    "atlas, drop the scan, or check the orientation (rows must be time points)"
+                )
+            if a.shape[0] < min_timepoints:
+                problems[scan_id].append(
+                    f"(T={a.shape[0]}): fewer than the {min_timepoints} time points needed; drop the scan or "
+                    "lower min_timepoints (or check the orientation)"
+                )
+            nonfinite = describe_nonfinite(a)
+            if nonfinite is not None:
+                problems[scan_id].append(
+                    f"({nonfinite}): fix the extraction (e.g. an empty parcel or a division by zero) or drop "
+                    "the scan"
+                )
+            elif a.size and constant_roi_mask(a).all():
+                what = "all zeros" if not a.any() else "constant in every ROI"
+                problems[scan_id].append(
+                    f"({what}): no connectivity can be computed, so the extraction failed for this scan; "
+                    "re-extract or drop it"
+                )
+    if problems:
+        detail = _join_problems([f"{i!r} {' and '.join(problems[i])}" for i in ids if i in problems])
+        raise BrainMassDataError(f"{len(problems)} of {len(arrays)} scan(s) cannot be used: {detail}.")
+    out = [np.ascontiguousarray(numeric[i], dtype=np.float32) for i in ids]
+    if warn_constant_rois:
+        counts = {i: count_constant_rois(numeric[i]) for i in ids}
+        flagged = {i: c for i, c in counts.items() if c}
+        if flagged:
+            detail = ", ".join(f"{i!r} ({c})" for i, c in list(flagged.items())[:20])
+            more = f" (and {len(flagged) - 20} more)" if len(flagged) > 20 else ""
+            warn(f"{len(flagged)} scan(s) have constant ROIs (std < {CONSTANT_ROI_STD:g} over time; count in "
+                 f"brackets): {detail}{more}. They are kept; their FC rows are 0 (see num_constant_rois).")
+    return out
+
+
+def validate_connectivity(
+    matrices: Any,
+    ids: Sequence[str] | None = None,
+    *,
+    num_rois: int | None = None,
+) -> np.ndarray:
+    """Check FC matrices given directly (one ``(R, R)`` or a batch ``(N, R, R)``, array or list).
+
+    Returns:
+        float32 ``(N, R, R)``.
+
+    Raises:
+        BrainMassDataError: naming every bad matrix: not square, R other than ``num_rois``, complex or non-numeric,
+            NaN/Inf or beyond float32 range.
+    """
+    a, problem = _as_numeric(matrices)
+    if problem is not None:
+        raise BrainMassDataError(f"The connectivity input {problem}.")
+    shape = a.shape
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise BrainMassDataError(
+            f"Connectivity must be (num_rois, num_rois) or (batch_size, num_rois, num_rois); got shape {shape}. "
+            "Pass square FC matrices (or time series through the feature extractor)."
+        )
+    if num_rois is not None and a.shape[1] != num_rois:
+        raise BrainMassDataError(
+            f"Connectivity is {a.shape[1]} × {a.shape[2]} but the model expects num_rois={num_rois}: compute FC with "
+            "the atlas the model was pretrained on."
+        )
+    ids = [f"matrix #{k}" for k in range(len(a))] if ids is None else [str(i) for i in ids]
+    problems = [f"{i!r} ({d})" for i, m in zip(ids, a) if (d := describe_nonfinite(m, ("row", "column"))) is not None]
+    if problems:
+        raise BrainMassDataError(
+            f"Non-finite connectivity: {_join_problems(problems)}. Recompute FC for these scans (a constant or "
+            "too-short scan gives NaN in some FC code) or drop them."
+        )
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _spelling_key(text: str) -> str:
+    return "".join(str(text).split()).casefold()
+
+
+def label_spelling_groups(values: Iterable[Any], canonical: Iterable[str] | None = None) -> dict[str, str]:
+    """Map every text label to its canonical spelling when spellings differ only in case or whitespace.
+
+    ``["ASD", "asd ", "TD"]`` → ``{"ASD": "ASD", "asd ": "ASD", "TD": "TD"}``: a spelling in ``canonical`` (e.g.
+    given class names) wins, else the group's most frequent spelling."""
+    counts = collections.Counter(str(v) for v in values)
+    preferred = {_spelling_key(n): str(n) for n in (canonical or ())}
+    groups: dict[str, list[str]] = collections.defaultdict(list)
+    for text in counts:
+        groups[_spelling_key(text)].append(text)
+    mapping = {}
+    for key, spellings in groups.items():
+        # ties: a spelling without outer whitespace, then the first in sorted order
+        winner = preferred.get(key) or sorted(spellings, key=lambda s: (-counts[s], s != s.strip(), s))[0]
+        mapping.update({s: winner for s in spellings})
+    return mapping
+
+
+def check_labels(labels: Sequence[Any], what: str = "the label column", *, min_per_class: int = 1) -> list[str]:
+    """Check classification labels: at least two classes, each with ``min_per_class`` scans.
+
+    Returns:
+        The sorted class values as text.
+
+    Raises:
+        BrainMassDataError: with one class ("a classifier needs two or more; use a regression label_type or
+            another column"), or with classes below ``min_per_class`` (named).
+    """
+    counts = collections.Counter(str(v) for v in labels)
+    if len(counts) < 2:
+        only = next(iter(counts), "nothing")
+        raise BrainMassDataError(
+            f"{what} holds a single class ({only!r}) across {len(labels)} scan(s); classification needs two or "
+            "more classes. Choose another label column, add scans of the other classes, or use "
+            "label_type='continuous' for a score."
+        )
+    rare = sorted(c for c, n in counts.items() if n < min_per_class)
+    if rare:
+        raise BrainMassDataError(
+            f"Class(es) {format_names(rare)} of {what} have fewer than {min_per_class} scans; add scans or merge "
+            "or drop these classes."
+        )
+    return sorted(counts)
