@@ -523,7 +523,9 @@ def _classification_model(source, label_kwargs: dict) -> BrainMassForConnectomeC
         if encoder is not None:
             model.brainmass.load_state_dict(encoder.state_dict())
         return model
-    return BrainMassForConnectomeClassification.from_pretrained(source, **label_kwargs)
+    # A folder or Hub id: load its encoder (strictly; the head is new either way) rather than a classifier whose head
+    # transformers would then report as missing weights on every fine-tuning run.
+    return _classification_model(BrainMassModel.from_pretrained(source), label_kwargs)
 
 
 def finetune(
