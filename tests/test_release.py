@@ -34,6 +34,8 @@ def _card_rows(cohort_prefix: str) -> dict:
 
 
 def _check_against_card(report, rows):
+    """Every AUC of the card within 0.002 of the re-run (the card rounds to 3 decimals; thread counts change the last
+    float bits of matmuls, which can move a rounded digit by one)."""
     by = {}
     for result in report.results:
         by.setdefault(result.name, {})[result.method] = result.summary["auc"]
@@ -41,7 +43,8 @@ def _check_against_card(report, rows):
         for column, method in [("BrainMass (this file)", "BrainMass"), ("random init", "random-init BrainMass"),
                                ("raw FC", "raw FC")]:
             stats = by[protocol][method]
-            assert f"{stats['mean']:.3f} ± {stats['std']:.3f}" == row[column], (protocol, method)
+            mean, std = (float(x) for x in row[column].split("±"))
+            assert abs(stats["mean"] - mean) <= 0.002 and abs(stats["std"] - std) <= 0.002, (protocol, method, stats, row)
 
 
 @pytest.mark.slow
