@@ -271,9 +271,9 @@ def build_model(preset: str, args, device: torch.device) -> BrainMassForPreTrain
         config._attn_implementation = args.attn_implementation
     model = BrainMassForPreTraining(config).to(device).train()
     if args.gradient_checkpointing:  # recompute each layer in backward: memory for time (large at batch 256)
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         if not checkpointing_on(model):
-            raise RuntimeError("gradient_checkpointing_enable() did not switch checkpointing on for this model.")
+            raise RuntimeError("activation_checkpointing_enable() did not switch checkpointing on for this model.")
     return model
 
 

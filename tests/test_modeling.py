@@ -430,7 +430,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.manual_seed(0)
         model = bm.BrainMassModel(config).train()
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
             assert all(layer.gradient_checkpointing for layer in model.encoder.layers)
         model(connectivity=fc).pooler_output.square().sum().backward()
         grads.append([p.grad.clone() for p in model.parameters()])

@@ -62,8 +62,11 @@ def _check_scans(
             f"Got one array of shape {time_series.shape}; pass a list of [num_timepoints, num_rois] scans "
             "(e.g. [scan]) or a [num_scans, num_timepoints, num_rois] array."
         )
+    # Constant ROIs are reported once, where the scans are loaded (with their ids); evaluation runs this check for
+    # every method and view, and repeating the warning each time would only bury it.
     return validate_time_series(
-        time_series, num_rois=num_rois, min_timepoints=min_scan_length(settings, pfc=view != "full")
+        time_series, num_rois=num_rois, min_timepoints=min_scan_length(settings, pfc=view != "full"),
+        warn_constant_rois=False,
     )
 
 
