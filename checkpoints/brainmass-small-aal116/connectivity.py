@@ -89,7 +89,10 @@ def pad_time_series(
     """
     if len(time_series) == 0:
         raise ValueError("pad_time_series got no scans.")
-    arrays = [torch.as_tensor(np.asarray(ts) if not isinstance(ts, torch.Tensor) else ts) for ts in time_series]
+    # read-only arrays (e.g. a dataset's numpy view) are copied: they are copied into `padded` below anyway, and
+    # torch warns on a tensor that views a non-writable array
+    arrays = [ts if isinstance(ts, torch.Tensor) else torch.from_numpy(np.require(ts, requirements="W"))
+              for ts in time_series]
     num_rois = {a.shape[-1] for a in arrays}
     if any(a.dim() != 2 for a in arrays) or len(num_rois) != 1:
         shapes = sorted({tuple(a.shape) for a in arrays})[:5]
