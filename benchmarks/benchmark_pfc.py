@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,9 @@ for _path in (_HERE.parent, _HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from benchmark_pretraining import device_name, interleaved_medians, json_line, machine_info, random_rows  # noqa: E402
+from benchmark_pretraining import (  # noqa: E402
+    device_name, interleaved_medians, json_line, machine_info, random_rows, write_reports,
+)
 from brainmass_hf import BrainMassFeatureExtractor  # noqa: E402
 from brainmass_hf.connectivity import connectivity_view, functional_connectivity, pad_time_series  # noqa: E402
 from brainmass_hf.data_collator import DataCollatorForPseudoFC  # noqa: E402
@@ -144,13 +145,7 @@ def main(argv=None) -> list[dict]:
     text = markdown(info, results, args)
     print(text)
     print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(text + "\n")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"machine": info, "args": vars(args), "results": results},
-                                              indent=2, default=str) + "\n")
+    write_reports(args.md, text, args.json, {"machine": info, "args": vars(args), "results": results})
     return results
 
 

@@ -754,6 +754,17 @@ def json_line(result: dict) -> str:
                        if not isinstance(v, list)}, default=str)
 
 
+def write_reports(md_path: str | None, markdown_text: str, json_path: str | None, payload: dict) -> None:
+    """Write the Markdown table and the JSON payload of a benchmark run where ``--md`` / ``--json`` point (each
+    optional; folders are created). Every benchmark script in this folder reports through this."""
+    if md_path:
+        Path(md_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(md_path).write_text(markdown_text + "\n")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
 def main(argv=None) -> list[dict]:
     """Runs the cases of the command line; returns every result dict (``mode``: ``sdpa``, ``step`` or
     ``reference``), also printed one JSON line per case."""
@@ -768,18 +779,13 @@ def main(argv=None) -> list[dict]:
     sdpa_rows, results = [], []
     t_start = time.perf_counter()
 
-    def write_reports():  # after every configuration, so a run cut short by a time limit keeps what it measured
+    def report():  # after every configuration, so a run cut short by a time limit keeps what it measured
         table = reference_table(results) if args.reference else markdown_table(results, device)
-        if args.md:
-            Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.md).write_text(header(info, args) + "\n\n" + table + "\n")
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            payload = {"machine": info, "args": dict(vars(args)),
-                       "anchor": {f"{k[0]}/{k[1]}": v for k, v in ANCHOR.items()}, "anchor_device": ANCHOR_DEVICE,
-                       "gflops_per_scan": GFLOPS_PER_SCAN, "wall_s": round(time.perf_counter() - t_start, 1),
-                       "sdpa": sdpa_rows, "results": results}
-            Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        payload = {"machine": info, "args": dict(vars(args)),
+                   "anchor": {f"{k[0]}/{k[1]}": v for k, v in ANCHOR.items()}, "anchor_device": ANCHOR_DEVICE,
+                   "gflops_per_scan": GFLOPS_PER_SCAN, "wall_s": round(time.perf_counter() - t_start, 1),
+                   "sdpa": sdpa_rows, "results": results}
+        write_reports(args.md, header(info, args) + "\n\n" + table, args.json, payload)
         return table
 
     if args.sdpa_report:
@@ -787,7 +793,7 @@ def main(argv=None) -> list[dict]:
             for row in sdpa_kernel_report(device, precision, args.sdpa_batch, args.num_rois):
                 sdpa_rows.append(row)
                 print(json_line(row), flush=True)
-        write_reports()
+        report()
 
     for preset in args.presets:
         for batch in args.batch_sizes or DEFAULT_BATCH_SIZES.get(preset, [64]):
@@ -809,8 +815,8 @@ def main(argv=None) -> list[dict]:
                     print(json_line(r), flush=True)
                     print(f"[{time.perf_counter() - t_start:6.1f}s] {preset} b{batch} {precision} {inputs_kind}: "
                           f"{msg}", file=sys.stderr, flush=True)
-                    write_reports()
-    print(write_reports())
+                    report()
+    print(report())
     print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
     return sdpa_rows + results
 

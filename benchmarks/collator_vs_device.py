@@ -44,6 +44,9 @@ if str(_ROOT) not in sys.path:
 from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassModel  # noqa: E402
 from brainmass_hf.data_collator import DataCollatorForPseudoFC  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_pretraining import write_reports  # noqa: E402
+
 
 def _cpu_model() -> str:
     """CPU model name and its bf16 matrix extensions (AMX / AVX512-BF16), from /proc/cpuinfo when present."""
@@ -245,12 +248,7 @@ def main(argv=None):
                for r in results]
     print("\n```json\n" + json.dumps({"machine": info, "data": source}) + "\n"
           + "\n".join(json.dumps(r) for r in compact) + "\n```")
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(text + "\n")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_reports(args.md, text, args.json, payload)
     return results
 
 

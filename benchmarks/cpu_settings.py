@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ for _path in (_HERE.parent, _HERE):
 
 from benchmark_pretraining import (  # noqa: E402
     flops_per_scan, interleaved_medians, json_line, machine_info, make_inputs, sdpa_kernel_report, train_step,
+    write_reports,
 )
 from brainmass_hf import BrainMassConfig, BrainMassForPreTraining  # noqa: E402
 
@@ -190,12 +190,7 @@ def main(argv=None) -> dict:
     print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
     payload = {"machine": info, "args": vars(args), "settings": rows, "bf16_check": checks, "sdpa": sdpa,
                "fastest": {k: fastest[k] for k in ("attention", "precision", "threads", "ms_per_step")}}
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(text + "\n")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_reports(args.md, text, args.json, payload)
     return payload
 
 
