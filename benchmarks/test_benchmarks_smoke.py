@@ -137,7 +137,7 @@ def test_pfc_benchmark_tiny(tmp_path, capsys):
     for r in results:
         assert r["max_abs_diff_vs_nilearn"] < 1e-5 and r["mean_abs_offdiag_fc"] > 0.05  # not an identity FC
         assert {"device_name", "nilearn_ms", "ours_collator_ms", "ours_batched_ms", "ratio_collator",
-                "ratio_batched", "nilearn_scans_per_s"} <= set(r)
+                "ratio_batched", "ours_two_calls_ms", "ratio_two_calls", "nilearn_scans_per_s"} <= set(r)
         assert r["ratio_collator"] > 0 and r["ratio_batched"] > 0
     assert len(_json_lines(capsys.readouterr().out)) == 2
     assert "ratio (collator)" in (tmp_path / "f.md").read_text()

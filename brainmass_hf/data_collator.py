@@ -65,11 +65,8 @@ class DataCollatorForPseudoFC:
         batch = self.feature_extractor(scans, view="time_series", subject_ids=ids)
         if self.compute_fc_on == "model":
             return dict(batch)
-        fe = self.feature_extractor
-        return {
-            "connectivity_view1": fe.pseudo_fc(batch["time_series"], batch["time_mask"], self.generator),
-            "connectivity_view2": fe.pseudo_fc(batch["time_series"], batch["time_mask"], self.generator),
-        }
+        view1, view2 = self.feature_extractor.pseudo_fc_views(batch["time_series"], batch["time_mask"], self.generator)
+        return {"connectivity_view1": view1, "connectivity_view2": view2}
 
 
 @dataclass

@@ -4,8 +4,10 @@ import torch
 from nilearn.connectome import ConnectivityMeasure
 from sklearn.covariance import EmpiricalCovariance
 
+import brainmass_hf.connectivity as connectivity_module
 from brainmass_hf.connectivity import (
     connectivity_view,
+    connectivity_views,
     fc_upper_triangle,
     functional_connectivity,
     pad_time_series,
@@ -156,3 +158,59 @@ def test_model_path_fc_has_no_host_synchronisation_or_graph_break(devfmri_scans)
         padded, mask
     )
     assert explanation.graph_break_count == 0, explanation.break_reasons
+    explanation = torch._dynamo.explain(lambda x, m: connectivity_views(x, m, settings=settings))(padded, mask)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def _dirty_padded_batch(devfmri_scans):
+    """Three scans of 77-168 points (one with a constant ROI), NaN in the padding."""
+    scans = [devfmri_scans[0][:77].copy(), devfmri_scans[1], devfmri_scans[2][:120] * 50.0 + 900.0]
+    scans[0][:, 7] = 3.0
+    padded, mask = pad_time_series(scans)
+    padded[~mask] = float("nan")
+    return padded, mask
+
+
+@pytest.mark.parametrize("kind", ["ledoit_wolf", "pearson"])
+@pytest.mark.parametrize("fisher_z", [False, True])
+def test_views_together_equal_one_view_at_a_time_with_the_same_draws(devfmri_scans, kind, fisher_z):
+    # the shared-product path must give what pseudo_fc_time_mask + the plain FC give, draw for draw
+    padded, mask = _dirty_padded_batch(devfmri_scans)
+    settings = tiny_config(fc_kind=kind, fisher_z=fisher_z)
+    generator = torch.Generator().manual_seed(3)
+    one_by_one = [connectivity_view(padded, mask, settings=settings, pfc=True, generator=generator) for _ in range(3)]
+    together = connectivity_views(padded, mask, settings=settings, num_views=3,
+                                  generator=torch.Generator().manual_seed(3))
+    assert len(together) == 3
+    for a, b in zip(one_by_one, together):
+        assert torch.isfinite(b).all()
+        assert (a - b).abs().max() < 1e-5
+    assert (together[0] - together[1]).abs().max() > 1e-3  # independent draws
+    # and each equals the FC of exactly the points its mask keeps (nilearn-equal per scan)
+    kept = pseudo_fc_time_mask(mask, settings.pfc_drop_ratio, generator=torch.Generator().manual_seed(3))
+    scan = padded[2][kept[2]]
+    assert (together[0][2] - functional_connectivity(scan, kind=kind, fisher_z=fisher_z)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("mask_way", ["crop", "window"])
+def test_views_of_other_mask_ways_are_one_view_at_a_time(devfmri_scans, mask_way):
+    padded, mask = _dirty_padded_batch(devfmri_scans)
+    settings = tiny_config(pfc_mask_way=mask_way, pfc_crop_length=40)
+    generator = torch.Generator().manual_seed(5)
+    expected = [connectivity_view(padded, mask, settings=settings, pfc=True, generator=generator) for _ in range(2)]
+    got = connectivity_views(padded, mask, settings=settings, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+def test_cpu_blocks_give_the_whole_batch_result(devfmri_scans, monkeypatch):
+    # on CPU the batch is cut into cache-sized blocks; the numbers must not depend on the cut
+    padded, mask = _dirty_padded_batch(devfmri_scans)
+    settings = tiny_config()
+    whole_full = connectivity_view(padded, mask, settings=settings, pfc=False)
+    whole_views = connectivity_views(padded, mask, settings=settings, generator=torch.Generator().manual_seed(2))
+    monkeypatch.setattr(connectivity_module, "_CPU_BLOCK_VALUES", 1)  # one scan per block
+    assert len(connectivity_module._batch_blocks(padded)) == 3
+    blocked_full = connectivity_view(padded, mask, settings=settings, pfc=False)
+    blocked_views = connectivity_views(padded, mask, settings=settings, generator=torch.Generator().manual_seed(2))
+    assert (whole_full - blocked_full).abs().max() < 1e-6
+    assert all((a - b).abs().max() < 1e-6 for a, b in zip(whole_views, blocked_views))

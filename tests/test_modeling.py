@@ -574,3 +574,38 @@ def test_return_dict_false_gives_the_output_fields_as_a_tuple(model_class):
         as_output = model(**inputs)
     assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_output)
     assert all(torch.equal(a, b) for a, b in zip(as_tuple, as_output.to_tuple()))
+
+
+def test_cpu_dropout_drops_at_rate_p_in_every_slot_and_keeps_the_expectation():
+    from brainmass_hf.modeling_brainmass import inverted_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(4, 250, 1000)  # 1M values
+    out = inverted_dropout(x, 0.1, training=True)
+    dropped = out == 0
+    n = x.numel()
+    sigma = (0.1 * 0.9 / n) ** 0.5
+    assert abs(dropped.float().mean().item() - 0.1) < 5 * sigma
+    # four draws come from one 64-bit word: each of the four 16-bit slots must drop at rate p (a slot holding the
+    # sign bit of a non-negative word would never drop)
+    slots = dropped.flatten().view(-1, 4).float().mean(dim=0)
+    assert ((slots - 0.1).abs() < 5 * 2 * sigma).all(), slots
+    kept = out[~dropped]
+    assert torch.allclose(kept, torch.full_like(kept, 65536 / (65536 - 6554)))
+    assert abs(out.mean().item() - 1.0) < 5 * sigma / 0.9
+
+
+def test_cpu_dropout_is_reproducible_identity_in_eval_and_backpropagates_the_mask():
+    from brainmass_hf.modeling_brainmass import BrainMassDropout, inverted_dropout
+
+    x = torch.randn(3, 7, 11, requires_grad=True)
+    torch.manual_seed(1)
+    a = inverted_dropout(x, 0.3, training=True)
+    torch.manual_seed(1)
+    b = inverted_dropout(x, 0.3, training=True)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    a.sum().backward()
+    assert torch.allclose(x.grad, a.detach() / x.detach())  # d(out)/dx = mask · scale
+    layer = BrainMassDropout(0.3).eval()
+    assert layer(x) is x and inverted_dropout(x, 0.0, training=True) is x
+    assert torch.equal(inverted_dropout(x, 1.0, training=True), torch.zeros_like(x))

@@ -195,3 +195,19 @@ def test_check_labels_refuses_one_class_and_rare_classes():
         check_labels(["x", "x"])
     with pytest.raises(BrainMassDataError, match=r"Class\(es\) 'a' .*fewer than 2"):
         check_labels(["a", "b", "b"], min_per_class=2)
+
+
+def test_constant_roi_mask_equals_the_float64_std_rule_on_edge_columns():
+    from brainmass_hf.validation import CONSTANT_ROI_STD, constant_roi_mask
+
+    rng = np.random.default_rng(0)
+    scan = rng.standard_normal((150, 9)) * 10.0 + 1000.0  # raw scale
+    scan[:, 1] = 1000.0  # constant
+    scan[:, 2] = 1000.0 + rng.standard_normal(150) * 1e-9  # std below the threshold
+    scan[:, 3] = 3.0 + rng.standard_normal(150) * 1e-7  # std above it, range small
+    scan[:, 4] = 0.0
+    scan[::2, 5], scan[1::2, 5] = 0.0, 3e-8  # std 1.5e-8: range 3e-8 is under the screen's bound, exact std decides
+    for array in (scan, scan.astype(np.float32), scan[:1]):
+        expected = np.asarray(array, dtype=np.float64).std(axis=0) < CONSTANT_ROI_STD
+        assert np.array_equal(constant_roi_mask(array), expected)
+    assert constant_roi_mask(scan).tolist() == [False, True, True, False, True, False, False, False, False]
