@@ -139,6 +139,19 @@ def _parse_overrides(text: str | None) -> dict:
     return values
 
 
+def _shipped_roi_names(atlas_name: str, num_rois: int) -> list[str] | None:
+    """The ROI names of a shipped atlas table (``brainmass_hf.atlases``) when it has exactly ``num_rois`` rows: the
+    checkpoint then records which column is which region (its card, the interpretation tools and later users read
+    them). ``None`` for other atlases, whose names a user passes with ``--config_overrides``."""
+    from .atlases import atlas_table
+
+    try:
+        table = atlas_table(atlas_name)
+    except ValueError:
+        return None
+    return list(table["name"]) if len(table) == num_rois else None
+
+
 def pretrain_main(argv: list[str] | None = None):
     """``brainmass pretrain``: every ``TrainingArguments`` flag (the authors' defaults) plus ``--data --preset
     --init_from --config_overrides --atlas_name``. Returns the trainer; the encoder is in ``<output_dir>/encoder``."""
@@ -173,11 +186,12 @@ def pretrain_main(argv: list[str] | None = None):
         model = BrainMassForPreTraining.from_encoder(init_from, **overrides)
     else:
         if script.data == "devfmri":
-            from .data import bundled_roi_names
-
             overrides.setdefault("atlas_name", "AAL-116")
-            overrides.setdefault("roi_names", bundled_roi_names("aal116"))
         num_rois = np.asarray(dataset[0]["time_series"]).shape[-1]
+        if "roi_names" not in overrides and overrides.get("atlas_name"):
+            names = _shipped_roi_names(overrides["atlas_name"], num_rois)
+            if names is not None:
+                overrides["roi_names"] = names
         model = BrainMassForPreTraining(BrainMassConfig.from_preset(script.preset, num_rois=num_rois, **overrides))
     resume = args.resume_from_checkpoint
     # "latest": the last complete checkpoint in --output_dir (pretrain's resume_from_checkpoint=True)

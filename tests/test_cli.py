@@ -181,6 +181,25 @@ def test_misspelt_override_lists_the_valid_fields():
 # Every subcommand end to end
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.parametrize("atlas_name, first_name", [("AAL-116", "Precentral_L"), ("my-atlas", None),
+                                                    ("Schaefer100", None)])
+def test_pretrain_records_the_roi_names_of_a_shipped_atlas_with_as_many_rois(tmp_path, atlas_name, first_name):
+    # a folder of 116-ROI scans pretrained with --atlas_name: names come from the shipped table only when it is that
+    # atlas and has that many rows (Schaefer-100 has 100; an unknown atlas has no table)
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(4):
+        np.save(folder / f"sub-{i}.npy", rng.standard_normal((40, 116)).astype(np.float32))
+    assert main(["pretrain", "--data", str(folder), "--orientation", "time_by_roi", "--preset", "tiny", "--atlas_name",
+                 atlas_name, "--config_overrides",
+                 TINY_OVERRIDES, "--output_dir", str(tmp_path / "pt"), "--max_steps", "1",
+                 "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none"]) == 0
+    config = bm.BrainMassConfig.from_pretrained(tmp_path / "pt" / "encoder")
+    assert config.atlas_name == atlas_name
+    assert (config.roi_names[0] if config.roi_names else None) == first_name
+
+
 def test_pretrain_finetune_evaluate_extract_demo_chain_runs_at_tiny_size(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["pretrain", "--preset", "tiny", "--config_overrides", TINY_OVERRIDES, "--output_dir", "pt",
@@ -188,6 +207,9 @@ def test_pretrain_finetune_evaluate_extract_demo_chain_runs_at_tiny_size(tmp_pat
     encoder = tmp_path / "pt" / "encoder"
     assert (encoder / "model.safetensors").is_file() and (encoder / "preprocessor_config.json").is_file()
     assert bm.BrainMassConfig.from_pretrained(encoder).intermediate_size == 64  # the override reached the model
+    # the bundled AAL-116 cohort: the checkpoint records its atlas and which column is which region
+    fe = bm.BrainMassFeatureExtractor.from_pretrained(encoder)
+    assert fe.atlas_name == "AAL-116" and fe.roi_names[:2] == ["Precentral_L", "Precentral_R"]
 
     assert main(["finetune", "--model_name_or_path", "pt/encoder", "--output_dir", "ft", "--max_steps", "2"]) == 0
     assert (tmp_path / "ft" / "model.safetensors").is_file()

@@ -40,6 +40,7 @@ __all__ = [
     "pseudo_fc_time_mask",
     "pseudo_functional_connectivity",
     "connectivity_view",
+    "connectivity_views",
     "fc_upper_triangle",
     "num_timepoints_after_drop",
     "num_timepoints_kept",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 FC_KINDS = ("pearson", "ledoit_wolf")
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 PFC_MASK_WAYS = ("drop", "crop", "window")
 
 
@@ -89,20 +91,42 @@ def pad_time_series(
     """
     if len(time_series) == 0:
         raise ValueError("pad_time_series got no scans.")
-    # read-only arrays (e.g. a dataset's numpy view) are copied: they are copied into `padded` below anyway, and
-    # torch warns on a tensor that views a non-writable array
-    arrays = [ts if isinstance(ts, torch.Tensor) else torch.from_numpy(np.require(ts, requirements="W"))
-              for ts in time_series]
-    num_rois = {a.shape[-1] for a in arrays}
-    if any(a.dim() != 2 for a in arrays) or len(num_rois) != 1:
-        shapes = sorted({tuple(a.shape) for a in arrays})[:5]
-        raise ValueError(f"All scans must be 2-D (time × ROI) with the same number of ROIs; got shapes {shapes}.")
-    lengths = torch.tensor([a.shape[0] for a in arrays])
-    padded = torch.zeros(len(arrays), int(lengths.max()), num_rois.pop(), dtype=dtype)
-    for i, a in enumerate(arrays):
-        padded[i, : a.shape[0]] = a.to(dtype)
-    time_mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+    shapes = [tuple(ts.shape) for ts in time_series]
+    if any(len(shape) != 2 for shape in shapes) or len({shape[1] for shape in shapes}) != 1:
+        raise ValueError(f"All scans must be 2-D (time × ROI) with the same number of ROIs; got shapes "
+                         f"{sorted(set(shapes))[:5]}.")
+    lengths = torch.tensor([shape[0] for shape in shapes])
+    num_timepoints, num_rois = int(lengths.max()), shapes[0][1]
+    if all(isinstance(ts, np.ndarray) for ts in time_series) and dtype in _NUMPY_DTYPES:
+        # numpy fills the batch with a fraction of torch's per-slice overhead (256 scans: ~1 ms, not ~7 ms)
+        padded_np = np.zeros((len(shapes), num_timepoints, num_rois), dtype=_NUMPY_DTYPES[dtype])
+        for i, ts in enumerate(time_series):
+            padded_np[i, : ts.shape[0]] = ts
+        padded = torch.from_numpy(padded_np)
+    else:
+        padded = torch.zeros(len(shapes), num_timepoints, num_rois, dtype=dtype)
+        for i, ts in enumerate(time_series):
+            # a read-only array (a dataset's numpy view) is copied first: torch warns on a non-writable view
+            ts = ts if isinstance(ts, torch.Tensor) else torch.from_numpy(np.require(ts, requirements="W"))
+            padded[i, : ts.shape[0]] = ts.to(dtype)
+    time_mask = torch.arange(num_timepoints)[None, :] < lengths[:, None]
     return padded, time_mask
+
+
+# On CPU a batch is processed in blocks of about this many (time × ROI) values per block, so that a block's
+# intermediates stay in a core's L2 cache: every step here is memory-bound, and for 256 scans × 200 × 100 a
+# whole-batch pass over DRAM is several times slower than the same passes over cache-sized blocks.
+_CPU_BLOCK_VALUES = 1 << 19
+
+
+def _batch_blocks(x: torch.Tensor) -> list[slice]:
+    """The blocks of the batch processed together: cache-sized blocks on CPU in eager mode, else the whole batch
+    (one kernel launch per step on accelerators; one graph under ``torch.compile``)."""
+    batch = x.shape[0]
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return [slice(0, batch)]
+    step = max(1, _CPU_BLOCK_VALUES // max(1, x.shape[1] * x.shape[2]))
+    return [slice(i, min(batch, i + step)) for i in range(0, batch, step)]
 
 
 def _centered(x: torch.Tensor, mask: torch.Tensor):
@@ -112,10 +136,9 @@ def _centered(x: torch.Tensor, mask: torch.Tensor):
     (NaN included) and ``NaN * 0`` is NaN, so multiplying by the mask alone would leak it into the scan's FC."""
     valid = mask.unsqueeze(-1)
     x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    w = valid.to(x.dtype)
-    n = w.sum(dim=1)  # [B, 1]
-    mean = x.sum(dim=1, keepdim=True) / n.clamp_min(1).unsqueeze(1)
-    return (x - mean) * w, n.squeeze(-1)
+    n = mask.sum(dim=1)  # [B]
+    mean = x.sum(dim=1, keepdim=True) / n.clamp_min(1).to(x.dtype)[:, None, None]
+    return _inplace_unless_grad(x - mean, torch.Tensor.mul_, torch.mul, valid.to(x.dtype)), n
 
 
 def _ledoit_wolf_shrinkage(
@@ -172,38 +195,124 @@ def functional_connectivity(
 def _fc(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch.Tensor:
     """FC of a batch ``x`` ``(B, T, R)`` float with ``mask`` ``(B, T)`` bool; no value checks, no host sync (the
     model's path: its inputs were validated where they entered). Returns ``(B, R, R)``."""
+    blocks = _batch_blocks(x)
+    if len(blocks) == 1:
+        return _fc_block(x, mask, kind, fisher_z)
+    out = x.new_empty(x.shape[0], x.shape[2], x.shape[2])
+    for block in blocks:
+        out[block] = _fc_block(x[block], mask[block], kind, fisher_z)
+    return out
+
+
+def _fc_block(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch.Tensor:
     xc, n = _centered(x, mask)
     # One R × R product per scan, the centred cross-products; z-scoring each ROI (ddof=1, as nilearn's
     # "zscore_sample"), the shrinkage and the conversion to correlation are then rescalings of its rows and
-    # columns by per-ROI factors, so the (B, R, R) tensors are touched only a few times. Constant ROIs get
-    # all-zero rows and columns (and 1 on the diagonal below).
+    # columns by per-ROI factors (`_fc_from_cross`), so the (B, R, R) tensors are touched only a few times.
     cross = xc.transpose(1, 2) @ xc  # [B, R, R]
-    nf = n.to(x.dtype)
+    return _fc_from_cross(cross, n, kind, fisher_z, lambda inv_var: (xc.pow(2) @ inv_var.unsqueeze(-1)).squeeze(-1))
+
+
+def _fc_from_cross(cross: torch.Tensor, n: torch.Tensor, kind: str, fisher_z: bool, row_energy_of) -> torch.Tensor:
+    """FC ``(B, R, R)`` from the centred cross-products ``cross`` ``(B, R, R)`` of ``n`` ``(B,)`` valid points.
+
+    ``row_energy_of(inv_var)`` (Ledoit-Wolf only) gives ``Σ_i xc[t, i]² · inv_var[i]`` ``(B, T)`` for the valid
+    points ``t`` (0 elsewhere), ``xc`` the points centred on their mean. Constant ROIs get all-zero rows and columns
+    (and 1 on the diagonal)."""
+    nf = n.to(cross.dtype)
     var = torch.diagonal(cross, dim1=1, dim2=2) / (nf - 1).unsqueeze(-1)  # [B, R]
     constant = var.clamp_min(0).sqrt() < CONSTANT_ROI_STD
     inv_var = torch.where(constant, torch.zeros_like(var), 1.0 / torch.where(constant, torch.ones_like(var), var))
     if kind == "pearson":
-        base = cross
         scale = (inv_var / (nf - 1).unsqueeze(-1)).sqrt()  # 1 / (std · sqrt(n - 1)); 0 for constant ROIs
+        fc = cross * (scale.unsqueeze(-1) * scale.unsqueeze(-2))
     else:
         inv_std_n = (inv_var / nf.unsqueeze(-1)).sqrt()
-        cov = cross * (inv_std_n.unsqueeze(-1) * inv_std_n.unsqueeze(-2))  # standardised covariance, diag (n-1)/n
-        emp_cov_trace = torch.diagonal(cov, dim1=1, dim2=2)
-        delta_ = torch.linalg.vector_norm(cov, dim=(1, 2)).pow(2)
-        row_energy = (xc.pow(2) @ inv_var.unsqueeze(-1)).squeeze(-1)  # [B, T]
-        shrinkage = _ledoit_wolf_shrinkage(emp_cov_trace, delta_, row_energy, n).unsqueeze(-1)  # [B, 1]
-        mu = emp_cov_trace.sum(dim=-1, keepdim=True) / x.shape[-1]
-        shrunk_diag = emp_cov_trace * (1.0 - shrinkage) + shrinkage * mu
-        base = cov
-        scale = ((1.0 - shrinkage) / shrunk_diag.clamp_min(torch.finfo(x.dtype).tiny)).sqrt()
-        scale = torch.where(constant, torch.zeros_like(scale), scale)
-    fc = base * (scale.unsqueeze(-1) * scale.unsqueeze(-2))
-    fc = fc.clamp(-1.0, 1.0)
+        fc = cross * (inv_std_n.unsqueeze(-1) * inv_std_n.unsqueeze(-2))  # standardised covariance, diag (n-1)/n
+        emp_cov_trace = torch.diagonal(fc, dim1=1, dim2=2)
+        delta_ = torch.linalg.vector_norm(fc, dim=(1, 2)).pow(2)
+        shrinkage = _ledoit_wolf_shrinkage(emp_cov_trace, delta_, row_energy_of(inv_var), n)  # [B]
+        mu = emp_cov_trace.sum(dim=-1) / cross.shape[-1]
+        # The shrunk covariance (1 - s)·cov + s·mu·I has the same diagonal (n-1)/n·(1 - s) + s·mu for every
+        # non-constant ROI (a standardised ROI has variance (n-1)/n), so its correlation is cov scaled by one number
+        # per scan; constant ROIs have all-zero rows already.
+        shrunk_diag = (nf - 1) / nf * (1.0 - shrinkage) + shrinkage * mu
+        factor = (1.0 - shrinkage) / shrunk_diag.clamp_min(torch.finfo(cross.dtype).tiny)
+        fc = _inplace_unless_grad(fc, torch.Tensor.mul_, torch.mul, factor[:, None, None])
+    fc = _inplace_unless_grad(fc, torch.Tensor.clamp_, torch.clamp, -1.0, 1.0)
     torch.diagonal(fc, dim1=1, dim2=2).fill_(1.0)  # in place on the diagonal only: R values, not R × R
     if fisher_z:
         fc = torch.atanh(fc.clamp(-1 + 1e-6, 1 - 1e-6))
         torch.diagonal(fc, dim1=1, dim2=2).fill_(0.0)
     return fc
+
+
+def _inplace_unless_grad(tensor: torch.Tensor, inplace, out_of_place, *args) -> torch.Tensor:
+    """``inplace(tensor, *args)`` (no new (B, R, R) allocation) unless autograd tracks ``tensor``, whose earlier
+    value a backward pass may need."""
+    if tensor.requires_grad:
+        return out_of_place(tensor, *args)
+    return inplace(tensor, *args)
+
+
+def _drop_scores(mask: torch.Tensor, generator) -> torch.Tensor:
+    """One uniform score per time point ``(B, T)``; invalid points score 2 so that they sort last. The points a
+    ``"drop"`` view drops are the ``int(drop_ratio * T_valid)`` lowest-scoring ones."""
+    scores = torch.rand(mask.shape, generator=generator, device=mask.device)
+    return scores.masked_fill(~mask, 2.0)
+
+
+def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool, drop_ratio: float,
+                   num_views: int, generator) -> list[torch.Tensor]:
+    """``num_views`` ``"drop"`` pFC views ``(B, R, R)`` of one batch: the numbers of ``num_views`` calls of
+    ``_fc(x, pseudo_fc_time_mask(mask, ...))`` with the same random draws (drawn here for the whole batch, view by
+    view, in that order), at a fraction of the cost. See :func:`_fc_drop_views_block`."""
+    num_drop = (mask.sum(dim=1).double() * drop_ratio).floor().long()  # int(ratio * T) as the authors
+    max_drop = int(drop_ratio * x.shape[1])  # a static bound (no host sync): num_drop <= max_drop
+    orders = [_drop_scores(mask, generator).argsort(dim=1)[:, :max_drop] for _ in range(num_views)]
+    blocks = _batch_blocks(x)
+    if len(blocks) == 1:
+        return _fc_drop_views_block(x, mask, kind, fisher_z, num_drop, orders)
+    views = [x.new_empty(x.shape[0], x.shape[2], x.shape[2]) for _ in range(num_views)]
+    for block in blocks:
+        parts = _fc_drop_views_block(x[block], mask[block], kind, fisher_z, num_drop[block], [o[block] for o in orders])
+        for view, part in zip(views, parts):
+            view[block] = part
+    return views
+
+
+def _fc_drop_views_block(x, mask, kind, fisher_z, num_drop, orders) -> list[torch.Tensor]:
+    """The views of one block, all views at once. The cross-products of all valid points, ``Σ_t xc_t xc_tᵀ``
+    (``xc`` centred on the scan's mean ``m``), are computed once per scan; a view that drops the points ``D``
+    (``orders[v][:, :num_drop]``) and keeps ``K`` has
+    ``Σ_{t∈K} (x_t − m_K)(x_t − m_K)ᵀ = Σ_t xc_t xc_tᵀ − Σ_{t∈D} xc_t xc_tᵀ − n_K (m_K − m)(m_K − m)ᵀ``: one small
+    product over the dropped points, the mean term as an extra row. Ledoit-Wolf's per-point energies are expanded
+    the same way, so no ``(B, T, R)`` tensor is made per view."""
+    num_views, (batch, _, num_rois) = len(orders), x.shape
+    xc, n = _centered(x, mask)  # zero at invalid points
+    total = xc.sum(dim=1)  # [B, R]: 0 up to rounding, kept so that the view means are exact
+    gram = xc.transpose(1, 2) @ xc  # [B, R, R], shared by every view
+    order = torch.stack(orders)  # [V, B, max_drop]
+    dropped_slot = torch.arange(order.shape[-1], device=x.device)[None, :] < num_drop[:, None]  # [B, max_drop]
+    num_kept = n - num_drop
+    kept_f = num_kept.to(x.dtype).clamp_min(1)
+    index = order.unsqueeze(-1).expand(-1, -1, -1, num_rois)
+    dropped = xc.unsqueeze(0).expand(num_views, -1, -1, -1).gather(2, index)
+    dropped = dropped * dropped_slot.unsqueeze(-1).to(x.dtype)  # [V, B, max_drop, R]
+    shift = (total - dropped.sum(dim=2)) / kept_f.unsqueeze(-1)  # [V, B, R]: view mean − scan mean
+    rows = torch.cat([dropped, (shift * kept_f.sqrt().unsqueeze(-1)).unsqueeze(2)], dim=2).flatten(0, 1)
+    cross = (gram - (rows.transpose(1, 2) @ rows).view(num_views, batch, num_rois, num_rois)).flatten(0, 1)
+
+    def row_energy_of(inv_var):  # [V·B, R] → [V·B, T]
+        # Σ_i (xc_ti − shift_i)² iv_i = xc²·iv − 2 xc·(shift ∘ iv) + Σ shift² iv, on each view's kept points only
+        iv = inv_var.view(num_views, batch, num_rois)
+        energy = xc.pow(2) @ iv.permute(1, 2, 0) - 2.0 * (xc @ (shift * iv).permute(1, 2, 0))  # [B, T, V]
+        energy = energy.permute(2, 0, 1) + (shift.pow(2) * iv).sum(dim=-1, keepdim=True)  # [V, B, T]
+        kept = torch.stack([mask.scatter(1, o, mask.gather(1, o) & ~dropped_slot) for o in order])
+        return (energy * kept.to(energy.dtype)).flatten(0, 1)
+
+    fc = _fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of)
+    return list(fc.view(num_views, batch, num_rois, num_rois).unbind(0))
 
 
 def num_timepoints_after_drop(num_timepoints: int, drop_ratio: float) -> int:
@@ -268,9 +377,7 @@ def pseudo_fc_time_mask(
     lengths = time_mask.sum(dim=1)
     if mask_way == "drop":
         num_drop = (lengths.double() * drop_ratio).floor().long()  # int(ratio * T) as the authors
-        scores = torch.rand(time_mask.shape, generator=generator, device=time_mask.device)
-        scores = scores.masked_fill(~time_mask, 2.0)  # invalid points sort last and are never "dropped"
-        ranks = scores.argsort(dim=1).argsort(dim=1)
+        ranks = _drop_scores(time_mask, generator).argsort(dim=1).argsort(dim=1)
         return time_mask & (ranks >= num_drop[:, None])
     # crop / window: valid points are a prefix of each row after padding, so a window on the valid index suffices
     if mask_way == "window":
@@ -326,6 +433,28 @@ def connectivity_view(time_series, time_mask=None, *, settings, pfc: bool, gener
             )
         fc = _fc(x, mask, settings.fc_kind, settings.fisher_z)
     return fc[0] if squeeze else fc
+
+
+def connectivity_views(time_series, time_mask=None, *, settings, num_views: int = 2, generator=None) -> list[torch.Tensor]:
+    """``num_views`` independent pFC views of each scan, the pretraining inputs: the same random draws and the same
+    numbers (to float rounding) as ``num_views`` calls of ``connectivity_view(..., pfc=True)`` with ``generator``.
+
+    For ``settings.pfc_mask_way == "drop"`` (the default) the views share one ``R × R`` product of all valid points
+    per scan and each view subtracts that of its dropped points, so two views cost about as much as one full FC.
+    Same contract as :func:`connectivity_view`: shapes checked, values not (no host sync).
+
+    Returns:
+        a list of ``num_views`` tensors ``(batch_size, num_rois, num_rois)`` (``(num_rois, num_rois)`` for one scan).
+    """
+    if settings.pfc_mask_way != "drop":
+        return [connectivity_view(time_series, time_mask, settings=settings, pfc=True, generator=generator)
+                for _ in range(num_views)]
+    x = torch.as_tensor(time_series)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, mask, squeeze = _as_batch(x.float(), time_mask)
+        views = _fc_drop_views(x, mask, settings.fc_kind, settings.fisher_z, settings.pfc_drop_ratio, num_views,
+                               generator)
+    return [v[0] for v in views] if squeeze else views
 
 
 def fc_upper_triangle(fc) -> torch.Tensor:

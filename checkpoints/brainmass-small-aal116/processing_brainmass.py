@@ -15,7 +15,7 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .configuration_brainmass import FC_SETTING_NAMES, BrainMassConfig
-from .connectivity import FC_KINDS, connectivity_view, min_scan_length, pad_time_series
+from .connectivity import FC_KINDS, connectivity_view, connectivity_views, min_scan_length, pad_time_series
 from .validation import validate_time_series
 
 __all__ = ["BrainMassFeatureExtractor", "VIEWS"]
@@ -141,3 +141,10 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
     def pseudo_fc(self, padded: torch.Tensor, time_mask: torch.Tensor, generator=None) -> torch.Tensor:
         """One pFC view ``(N, R, R)`` of a padded batch with this extractor's settings."""
         return connectivity_view(padded, time_mask, settings=self, pfc=True, generator=generator)
+
+    def pseudo_fc_views(self, padded: torch.Tensor, time_mask: torch.Tensor, generator=None,
+                        num_views: int = 2) -> list[torch.Tensor]:
+        """``num_views`` independent pFC views ``(N, R, R)`` of a padded batch (the pretraining pair): the numbers of
+        ``num_views`` :meth:`pseudo_fc` calls with ``generator``, computed together (one ``R × R`` product per scan
+        for all views when ``pfc_mask_way="drop"``)."""
+        return connectivity_views(padded, time_mask, settings=self, num_views=num_views, generator=generator)
