@@ -202,10 +202,12 @@ def test_views_of_other_mask_ways_are_one_view_at_a_time(devfmri_scans, mask_way
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
-def test_cpu_blocks_give_the_whole_batch_result(devfmri_scans, monkeypatch):
-    # on CPU the batch is cut into cache-sized blocks; the numbers must not depend on the cut
+@pytest.mark.parametrize("kind, fisher_z", [("ledoit_wolf", False), ("pearson", True)])
+def test_cpu_blocks_give_the_whole_batch_result(devfmri_scans, monkeypatch, kind, fisher_z):
+    # on CPU the batch is cut into cache-sized blocks written straight into the output; the numbers must not depend
+    # on the cut
     padded, mask = _dirty_padded_batch(devfmri_scans)
-    settings = tiny_config()
+    settings = tiny_config(fc_kind=kind, fisher_z=fisher_z)
     whole_full = connectivity_view(padded, mask, settings=settings, pfc=False)
     whole_views = connectivity_views(padded, mask, settings=settings, generator=torch.Generator().manual_seed(2))
     monkeypatch.setattr(connectivity_module, "_CPU_BLOCK_VALUES", 1)  # one scan per block
