@@ -179,3 +179,14 @@ def test_collator_vs_device_random(tmp_path):
     assert {(r["fc_kind"], r["placement"]) for r in results} == {
         (k, p) for k in ("ledoit_wolf", "pearson") for p in ("collator", "model")}
     assert all(r["total_ms"] >= 0 for r in results)
+
+
+def test_cpu_matmul_reports_every_shape_in_both_precisions(tmp_path):
+    bench = _load("cpu_matmul")
+    results = bench.main(["--rows", "64", "--repeats", "2", "--json", str(tmp_path / "m.json"),
+                          "--md", str(tmp_path / "m.md")])
+    assert {(r["shape"], r["precision"]) for r in results} == {
+        (s, p) for s in bench.SHAPES for p in ("fp32", "bf16")}
+    assert all(r["gflops"] > 0 and r["rows"] == 64 for r in results)
+    assert json.loads((tmp_path / "m.json").read_text())["results"] == results
+    assert "GFLOP/s" in (tmp_path / "m.md").read_text()
