@@ -134,9 +134,12 @@ def _centered(x: torch.Tensor, mask: torch.Tensor):
 
     Invalid points are replaced by zeros with ``torch.where`` before any arithmetic: padding may hold anything
     (NaN included) and ``NaN * 0`` is NaN, so multiplying by the mask alone would leak it into the scan's FC."""
+    n = mask.sum(dim=1)  # [B]
+    if x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(n.eq(mask.shape[1]).all()):
+        # every point valid (scans of one length): nothing to clear. On a CPU this check costs no device sync.
+        return x - x.mean(dim=1, keepdim=True), n
     valid = mask.unsqueeze(-1)
     x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    n = mask.sum(dim=1)  # [B]
     mean = x.sum(dim=1, keepdim=True) / n.clamp_min(1).to(x.dtype)[:, None, None]
     return _inplace_unless_grad(x - mean, torch.Tensor.mul_, torch.mul, valid.to(x.dtype)), n
 
@@ -200,25 +203,28 @@ def _fc(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch
         return _fc_block(x, mask, kind, fisher_z)
     out = x.new_empty(x.shape[0], x.shape[2], x.shape[2])
     for block in blocks:
-        out[block] = _fc_block(x[block], mask[block], kind, fisher_z)
+        _fc_block(x[block], mask[block], kind, fisher_z, out=out[block])
     return out
 
 
-def _fc_block(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch.Tensor:
+def _fc_block(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool, out=None) -> torch.Tensor:
     xc, n = _centered(x, mask)
     # One R × R product per scan, the centred cross-products; z-scoring each ROI (ddof=1, as nilearn's
     # "zscore_sample"), the shrinkage and the conversion to correlation are then rescalings of its rows and
     # columns by per-ROI factors (`_fc_from_cross`), so the (B, R, R) tensors are touched only a few times.
     cross = xc.transpose(1, 2) @ xc  # [B, R, R]
-    return _fc_from_cross(cross, n, kind, fisher_z, lambda inv_var: (xc.pow(2) @ inv_var.unsqueeze(-1)).squeeze(-1))
+    return _fc_from_cross(cross, n, kind, fisher_z, lambda inv_var: (xc.pow(2) @ inv_var.unsqueeze(-1)).squeeze(-1),
+                          out=out)
 
 
-def _fc_from_cross(cross: torch.Tensor, n: torch.Tensor, kind: str, fisher_z: bool, row_energy_of) -> torch.Tensor:
+def _fc_from_cross(cross: torch.Tensor, n: torch.Tensor, kind: str, fisher_z: bool, row_energy_of,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """FC ``(B, R, R)`` from the centred cross-products ``cross`` ``(B, R, R)`` of ``n`` ``(B,)`` valid points.
 
     ``row_energy_of(inv_var)`` (Ledoit-Wolf only) gives ``Σ_i xc[t, i]² · inv_var[i]`` ``(B, T)`` for the valid
     points ``t`` (0 elsewhere), ``xc`` the points centred on their mean. Constant ROIs get all-zero rows and columns
-    (and 1 on the diagonal)."""
+    (and 1 on the diagonal). With ``out`` (any shape of ``B · R · R`` values ending in ``(R, R)``, e.g. a block of a
+    larger output) the result is written there, saving a copy, and ``out`` is returned."""
     nf = n.to(cross.dtype)
     var = torch.diagonal(cross, dim1=1, dim2=2) / (nf - 1).unsqueeze(-1)  # [B, R]
     constant = var.clamp_min(0).sqrt() < CONSTANT_ROI_STD
@@ -239,11 +245,17 @@ def _fc_from_cross(cross: torch.Tensor, n: torch.Tensor, kind: str, fisher_z: bo
         shrunk_diag = (nf - 1) / nf * (1.0 - shrinkage) + shrinkage * mu
         factor = (1.0 - shrinkage) / shrunk_diag.clamp_min(torch.finfo(cross.dtype).tiny)
         fc = _inplace_unless_grad(fc, torch.Tensor.mul_, torch.mul, factor[:, None, None])
-    fc = _inplace_unless_grad(fc, torch.Tensor.clamp_, torch.clamp, -1.0, 1.0)
-    torch.diagonal(fc, dim1=1, dim2=2).fill_(1.0)  # in place on the diagonal only: R values, not R × R
+    if out is not None and not fisher_z and not fc.requires_grad:
+        fc = torch.clamp(fc.view(out.shape), -1.0, 1.0, out=out)
+    else:
+        fc = _inplace_unless_grad(fc, torch.Tensor.clamp_, torch.clamp, -1.0, 1.0)
+    torch.diagonal(fc, dim1=-2, dim2=-1).fill_(1.0)  # in place on the diagonal only: R values, not R × R
     if fisher_z:
         fc = torch.atanh(fc.clamp(-1 + 1e-6, 1 - 1e-6))
-        torch.diagonal(fc, dim1=1, dim2=2).fill_(0.0)
+        torch.diagonal(fc, dim1=-2, dim2=-1).fill_(0.0)
+    if out is not None and fc is not out:
+        out.copy_(fc.view(out.shape))
+        return out
     return fc
 
 
@@ -255,11 +267,24 @@ def _inplace_unless_grad(tensor: torch.Tensor, inplace, out_of_place, *args) -> 
     return inplace(tensor, *args)
 
 
-def _drop_scores(mask: torch.Tensor, generator) -> torch.Tensor:
-    """One uniform score per time point ``(B, T)``; invalid points score 2 so that they sort last. The points a
-    ``"drop"`` view drops are the ``int(drop_ratio * T_valid)`` lowest-scoring ones."""
-    scores = torch.rand(mask.shape, generator=generator, device=mask.device)
-    return scores.masked_fill(~mask, 2.0)
+def _dropped_points(mask: torch.Tensor, drop_ratio: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The time points one ``"drop"`` view drops: ``int(drop_ratio * T_valid)`` valid points per scan, uniformly
+    without replacement (the lowest of one uniform score per point; invalid points score 2 and are never picked).
+
+    Returns ``(order, dropped_slot)``: ``order`` ``(B, max_drop)`` the ``max_drop = int(drop_ratio * T)`` lowest-
+    scoring points (a static size: no host sync), ``dropped_slot`` bool ``(B, max_drop)``, which of them are dropped
+    (the first ``int(drop_ratio * T_valid)``). The one draw behind every drop view."""
+    scores = torch.rand(mask.shape, generator=generator, device=mask.device).masked_fill(~mask, 2.0)
+    num_drop = (mask.sum(dim=1).double() * drop_ratio).floor().long()  # int(ratio * T) as the authors
+    max_drop = int(drop_ratio * mask.shape[1])
+    order = scores.topk(max_drop, dim=1, largest=False, sorted=True).indices
+    dropped_slot = torch.arange(max_drop, device=mask.device)[None, :] < num_drop[:, None]
+    return order, dropped_slot
+
+
+def _kept_after_drop(mask: torch.Tensor, order: torch.Tensor, dropped_slot: torch.Tensor) -> torch.Tensor:
+    """``mask`` with the dropped points of ``_dropped_points`` set to False."""
+    return mask.scatter(1, order, mask.gather(1, order) & ~dropped_slot)
 
 
 def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool, drop_ratio: float,
@@ -267,34 +292,31 @@ def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: boo
     """``num_views`` ``"drop"`` pFC views ``(B, R, R)`` of one batch: the numbers of ``num_views`` calls of
     ``_fc(x, pseudo_fc_time_mask(mask, ...))`` with the same random draws (drawn here for the whole batch, view by
     view, in that order), at a fraction of the cost. See :func:`_fc_drop_views_block`."""
-    num_drop = (mask.sum(dim=1).double() * drop_ratio).floor().long()  # int(ratio * T) as the authors
-    max_drop = int(drop_ratio * x.shape[1])  # a static bound (no host sync): num_drop <= max_drop
-    orders = [_drop_scores(mask, generator).argsort(dim=1)[:, :max_drop] for _ in range(num_views)]
+    draws = [_dropped_points(mask, drop_ratio, generator) for _ in range(num_views)]
+    order = torch.stack([o for o, _ in draws])  # [V, B, max_drop]
+    dropped_slot = torch.stack([d for _, d in draws])  # [V, B, max_drop], the same for every view
     blocks = _batch_blocks(x)
     if len(blocks) == 1:
-        return _fc_drop_views_block(x, mask, kind, fisher_z, num_drop, orders)
-    views = [x.new_empty(x.shape[0], x.shape[2], x.shape[2]) for _ in range(num_views)]
+        return _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot)
+    views = x.new_empty(num_views, x.shape[0], x.shape[2], x.shape[2])
     for block in blocks:
-        parts = _fc_drop_views_block(x[block], mask[block], kind, fisher_z, num_drop[block], [o[block] for o in orders])
-        for view, part in zip(views, parts):
-            view[block] = part
-    return views
+        _fc_drop_views_block(x[block], mask[block], kind, fisher_z, order[:, block], dropped_slot[:, block],
+                             out=views[:, block])
+    return list(views.unbind(0))
 
 
-def _fc_drop_views_block(x, mask, kind, fisher_z, num_drop, orders) -> list[torch.Tensor]:
+def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None) -> list[torch.Tensor]:
     """The views of one block, all views at once. The cross-products of all valid points, ``Σ_t xc_t xc_tᵀ``
     (``xc`` centred on the scan's mean ``m``), are computed once per scan; a view that drops the points ``D``
-    (``orders[v][:, :num_drop]``) and keeps ``K`` has
+    (``order[v]`` where ``dropped_slot[v]``) and keeps ``K`` has
     ``Σ_{t∈K} (x_t − m_K)(x_t − m_K)ᵀ = Σ_t xc_t xc_tᵀ − Σ_{t∈D} xc_t xc_tᵀ − n_K (m_K − m)(m_K − m)ᵀ``: one small
     product over the dropped points, the mean term as an extra row. Ledoit-Wolf's per-point energies are expanded
     the same way, so no ``(B, T, R)`` tensor is made per view."""
-    num_views, (batch, _, num_rois) = len(orders), x.shape
+    (num_views, batch, _), num_rois = order.shape, x.shape[-1]
     xc, n = _centered(x, mask)  # zero at invalid points
     total = xc.sum(dim=1)  # [B, R]: 0 up to rounding, kept so that the view means are exact
     gram = xc.transpose(1, 2) @ xc  # [B, R, R], shared by every view
-    order = torch.stack(orders)  # [V, B, max_drop]
-    dropped_slot = torch.arange(order.shape[-1], device=x.device)[None, :] < num_drop[:, None]  # [B, max_drop]
-    num_kept = n - num_drop
+    num_kept = n - dropped_slot[0].sum(dim=1)
     kept_f = num_kept.to(x.dtype).clamp_min(1)
     index = order.unsqueeze(-1).expand(-1, -1, -1, num_rois)
     dropped = xc.unsqueeze(0).expand(num_views, -1, -1, -1).gather(2, index)
@@ -308,9 +330,11 @@ def _fc_drop_views_block(x, mask, kind, fisher_z, num_drop, orders) -> list[torc
         iv = inv_var.view(num_views, batch, num_rois)
         energy = xc.pow(2) @ iv.permute(1, 2, 0) - 2.0 * (xc @ (shift * iv).permute(1, 2, 0))  # [B, T, V]
         energy = energy.permute(2, 0, 1) + (shift.pow(2) * iv).sum(dim=-1, keepdim=True)  # [V, B, T]
-        kept = torch.stack([mask.scatter(1, o, mask.gather(1, o) & ~dropped_slot) for o in order])
+        kept = torch.stack([_kept_after_drop(mask, o, d) for o, d in zip(order, dropped_slot)])
         return (energy * kept.to(energy.dtype)).flatten(0, 1)
 
+    if out is not None:  # (V, b, R, R), a block of the whole batch's views
+        return list(_fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of, out=out).unbind(0))
     fc = _fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of)
     return list(fc.view(num_views, batch, num_rois, num_rois).unbind(0))
 
@@ -376,9 +400,7 @@ def pseudo_fc_time_mask(
     time_mask = time_mask.bool()
     lengths = time_mask.sum(dim=1)
     if mask_way == "drop":
-        num_drop = (lengths.double() * drop_ratio).floor().long()  # int(ratio * T) as the authors
-        ranks = _drop_scores(time_mask, generator).argsort(dim=1).argsort(dim=1)
-        return time_mask & (ranks >= num_drop[:, None])
+        return _kept_after_drop(time_mask, *_dropped_points(time_mask, drop_ratio, generator))
     # crop / window: valid points are a prefix of each row after padding, so a window on the valid index suffices
     if mask_way == "window":
         window = lengths - (lengths.double() * drop_ratio).floor().long()

@@ -149,8 +149,9 @@ def inverted_dropout(hidden_states: torch.Tensor, p: float, training: bool) -> t
     (four draws per generator call) instead of torch's per-element Bernoulli draw, which takes about a third of a
     CPU pretraining step: same step, about a third less time (``benchmarks/results/cpu_reference.md``). A value
     is dropped with probability ``round(p · 65536) / 65536`` (0.1 → 0.100006) and the kept ones are scaled by the
-    inverse of that keep rate, so the expectation is unchanged. On accelerators and under ``torch.compile`` (which
-    fuse their own random draws) this is ``F.dropout``."""
+    inverse of that keep rate, so the expectation is unchanged. On accelerators (whose fused kernels draw their own
+    random numbers cheaply) and under ``torch.compile`` (which cannot trace the in-place draw) this is ``F.dropout``,
+    so an eager and a compiled CPU step draw different dropout masks."""
     if not training or p == 0.0:
         return hidden_states
     if hidden_states.device.type != "cpu" or torch.compiler.is_compiling() or p >= 1.0:
@@ -159,10 +160,11 @@ def inverted_dropout(hidden_states: torch.Tensor, p: float, training: bool) -> t
     words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # all 64 bits random
     draws = words.view(torch.int16)[:numel].view(hidden_states.shape)  # uniform on [-32768, 32767]
     dropped = round(p * 65536)
+    scale = 65536 / (65536 - dropped)
     # the comparison writes 0/1 straight into a float tensor, scaled in place: two passes over the mask, the fewest
     # bytes moved of the variants measured (the step is memory-bound on this kind of CPU)
     keep = torch.ge(draws, dropped - 32768, out=torch.empty_like(hidden_states))
-    return hidden_states * keep.mul_(65536 / (65536 - dropped))
+    return hidden_states * keep.mul_(scale)
 
 
 class BrainMassDropout(nn.Dropout):
