@@ -140,16 +140,15 @@ def _parse_overrides(text: str | None) -> dict:
 
 
 def _shipped_roi_names(atlas_name: str, num_rois: int) -> list[str] | None:
-    """The ROI names of a shipped atlas table (``brainmass_hf.atlases``) when it has exactly ``num_rois`` rows: the
-    checkpoint then records which column is which region (its card, the interpretation tools and later users read
-    them). ``None`` for other atlases, whose names a user passes with ``--config_overrides``."""
-    from .atlases import atlas_table
+    """The ROI names of a shipped atlas table (``brainmass_hf.atlases.roi_table``) when it has exactly ``num_rois``
+    rows: the checkpoint then records which column is which region (its card, the interpretation tools and later
+    users read them). ``None`` for other atlases, whose names a user passes with ``--config_overrides``."""
+    from .atlases import roi_table
 
     try:
-        table = atlas_table(atlas_name)
-    except ValueError:
+        return list(roi_table(num_rois, atlas_name)["name"])
+    except ValueError:  # not a shipped atlas, or another ROI count
         return None
-    return list(table["name"]) if len(table) == num_rois else None
 
 
 def pretrain_main(argv: list[str] | None = None):

@@ -400,26 +400,28 @@ class BrainMassPreTrainedModel(PreTrainedModel):
                 "to keep them randomly initialised on purpose."
             )
 
-    def _connectivity_from_inputs(self, connectivity, time_series, time_mask, pfc: bool | int, generator=None):
-        """FC ``(batch, R, R)`` from either input; a pFC view when ``pfc`` (``config.pfc_*``), else full FC; a list of
-        two independent pFC views from ``time_series`` when ``pfc == 2``.
+    def _a_weight(self) -> torch.Tensor:
+        """One weight, for the model's device and dtype (``self.device`` walks every parameter on each call)."""
+        return (self if isinstance(self, BrainMassModel) else self.brainmass).readout.dense.weight
+
+    def _time_series_on_device(self, time_series, time_mask):
+        """Shape-checked ``time_series`` and ``time_mask`` on the model's device, and the model's float dtype."""
+        weight = self._a_weight()
+        _check_time_series_shape(time_series, time_mask, self.config)
+        time_mask = None if time_mask is None else time_mask.to(weight.device)
+        return time_series.to(weight.device), time_mask, weight.dtype
+
+    def _connectivity_from_inputs(self, connectivity, time_series, time_mask, pfc: bool, generator=None):
+        """FC ``(batch, R, R)`` from either input; a pFC view when ``pfc`` (``config.pfc_*``), else full FC.
         FC is computed on the model's device; no value checks (see ``_check_connectivity_shape``)."""
         if (connectivity is None) == (time_series is None):
             raise ValueError("Pass exactly one of connectivity (batch_size, R, R) or time_series (batch_size, T, R).")
-        # one weight's device/dtype, not `self.device` (which walks every parameter on each call)
-        weight = (self if isinstance(self, BrainMassModel) else self.brainmass).readout.dense.weight
         if connectivity is not None:
+            weight = self._a_weight()
             _check_connectivity_shape(connectivity, self.config)
             return connectivity.to(device=weight.device, dtype=weight.dtype)
-        _check_time_series_shape(time_series, time_mask, self.config)
-        time_series = time_series.to(weight.device)
-        if time_mask is not None:
-            time_mask = time_mask.to(weight.device)
-        if pfc == 2:  # the two pretraining views at once (they share one R × R product per scan)
-            return [fc.to(weight.dtype) for fc in connectivity_views(
-                time_series, time_mask, settings=self.config, num_views=2, generator=generator)]
-        fc = connectivity_view(time_series, time_mask, settings=self.config, pfc=pfc, generator=generator)
-        return fc.to(weight.dtype)
+        time_series, time_mask, dtype = self._time_series_on_device(time_series, time_mask)
+        return connectivity_view(time_series, time_mask, settings=self.config, pfc=pfc, generator=generator).to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -634,7 +636,9 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         if time_series is not None:
             if connectivity_view1 is not None or connectivity_view2 is not None:
                 raise ValueError("Pass either two connectivity views or time_series, not both.")
-            view1, view2 = self._connectivity_from_inputs(None, time_series, time_mask, pfc=2)
+            # both views at once: they share one R × R product per scan
+            time_series, time_mask, dtype = self._time_series_on_device(time_series, time_mask)
+            view1, view2 = (v.to(dtype) for v in connectivity_views(time_series, time_mask, settings=cfg))
         else:
             if connectivity_view1 is None or connectivity_view2 is None:
                 raise ValueError("BrainMassForPreTraining needs connectivity_view1 and connectivity_view2, or time_series.")

@@ -48,8 +48,8 @@ __all__ = [
 ]
 
 FC_KINDS = ("pearson", "ledoit_wolf")
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 PFC_MASK_WAYS = ("drop", "crop", "window")
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 
 def _as_batch(time_series, time_mask):
@@ -129,6 +129,18 @@ def _batch_blocks(x: torch.Tensor) -> list[slice]:
     return [slice(i, min(batch, i + step)) for i in range(0, batch, step)]
 
 
+def _in_blocks(x: torch.Tensor, out_shape: tuple[int, ...], batch_dim: int, compute) -> torch.Tensor:
+    """``compute(block, out)`` over :func:`_batch_blocks` of ``x``: with one block ``compute(slice(None), None)``'s
+    result; else each block writes into its slice (along ``batch_dim``) of a new ``out_shape`` tensor, returned."""
+    blocks = _batch_blocks(x)
+    if len(blocks) == 1:
+        return compute(slice(None), None)
+    out = x.new_empty(out_shape)
+    for block in blocks:
+        compute(block, out[(slice(None),) * batch_dim + (block,)])
+    return out
+
+
 def _centered(x: torch.Tensor, mask: torch.Tensor):
     """Masked centring. Returns ``(xc [B,T,R] zero at invalid points, n [B] valid counts)``.
 
@@ -198,13 +210,8 @@ def functional_connectivity(
 def _fc(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool) -> torch.Tensor:
     """FC of a batch ``x`` ``(B, T, R)`` float with ``mask`` ``(B, T)`` bool; no value checks, no host sync (the
     model's path: its inputs were validated where they entered). Returns ``(B, R, R)``."""
-    blocks = _batch_blocks(x)
-    if len(blocks) == 1:
-        return _fc_block(x, mask, kind, fisher_z)
-    out = x.new_empty(x.shape[0], x.shape[2], x.shape[2])
-    for block in blocks:
-        _fc_block(x[block], mask[block], kind, fisher_z, out=out[block])
-    return out
+    return _in_blocks(x, (x.shape[0], x.shape[2], x.shape[2]), 0,
+                      lambda block, out: _fc_block(x[block], mask[block], kind, fisher_z, out=out))
 
 
 def _fc_block(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool, out=None) -> torch.Tensor:
@@ -294,21 +301,16 @@ def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: boo
     view, in that order), at a fraction of the cost. See :func:`_fc_drop_views_block`."""
     draws = [_dropped_points(mask, drop_ratio, generator) for _ in range(num_views)]
     order = torch.stack([o for o, _ in draws])  # [V, B, max_drop]
-    dropped_slot = torch.stack([d for _, d in draws])  # [V, B, max_drop], the same for every view
-    blocks = _batch_blocks(x)
-    if len(blocks) == 1:
-        return _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot)
-    views = x.new_empty(num_views, x.shape[0], x.shape[2], x.shape[2])
-    for block in blocks:
-        _fc_drop_views_block(x[block], mask[block], kind, fisher_z, order[:, block], dropped_slot[:, block],
-                             out=views[:, block])
+    dropped_slot = draws[0][1]  # [B, max_drop]: how many points a scan drops does not depend on the draw
+    views = _in_blocks(x, (num_views, x.shape[0], x.shape[2], x.shape[2]), 1, lambda block, out: _fc_drop_views_block(
+        x[block], mask[block], kind, fisher_z, order[:, block], dropped_slot[block], out=out))
     return list(views.unbind(0))
 
 
-def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None) -> list[torch.Tensor]:
-    """The views of one block, all views at once. The cross-products of all valid points, ``Σ_t xc_t xc_tᵀ``
+def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None) -> torch.Tensor:
+    """The views ``(V, b, R, R)`` of one block, all views at once. The cross-products of all valid points, ``Σ_t xc_t xc_tᵀ``
     (``xc`` centred on the scan's mean ``m``), are computed once per scan; a view that drops the points ``D``
-    (``order[v]`` where ``dropped_slot[v]``) and keeps ``K`` has
+    (``order[v]`` where ``dropped_slot``) and keeps ``K`` has
     ``Σ_{t∈K} (x_t − m_K)(x_t − m_K)ᵀ = Σ_t xc_t xc_tᵀ − Σ_{t∈D} xc_t xc_tᵀ − n_K (m_K − m)(m_K − m)ᵀ``: one small
     product over the dropped points, the mean term as an extra row. Ledoit-Wolf's per-point energies are expanded
     the same way, so no ``(B, T, R)`` tensor is made per view."""
@@ -316,7 +318,7 @@ def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None)
     xc, n = _centered(x, mask)  # zero at invalid points
     total = xc.sum(dim=1)  # [B, R]: 0 up to rounding, kept so that the view means are exact
     gram = xc.transpose(1, 2) @ xc  # [B, R, R], shared by every view
-    num_kept = n - dropped_slot[0].sum(dim=1)
+    num_kept = n - dropped_slot.sum(dim=1)
     kept_f = num_kept.to(x.dtype).clamp_min(1)
     index = order.unsqueeze(-1).expand(-1, -1, -1, num_rois)
     dropped = xc.unsqueeze(0).expand(num_views, -1, -1, -1).gather(2, index)
@@ -330,13 +332,11 @@ def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None)
         iv = inv_var.view(num_views, batch, num_rois)
         energy = xc.pow(2) @ iv.permute(1, 2, 0) - 2.0 * (xc @ (shift * iv).permute(1, 2, 0))  # [B, T, V]
         energy = energy.permute(2, 0, 1) + (shift.pow(2) * iv).sum(dim=-1, keepdim=True)  # [V, B, T]
-        kept = torch.stack([_kept_after_drop(mask, o, d) for o, d in zip(order, dropped_slot)])
+        kept = torch.stack([_kept_after_drop(mask, o, dropped_slot) for o in order])
         return (energy * kept.to(energy.dtype)).flatten(0, 1)
 
-    if out is not None:  # (V, b, R, R), a block of the whole batch's views
-        return list(_fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of, out=out).unbind(0))
-    fc = _fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of)
-    return list(fc.view(num_views, batch, num_rois, num_rois).unbind(0))
+    fc = _fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of, out=out)
+    return fc.view(num_views, batch, num_rois, num_rois)  # `out` itself when given
 
 
 def num_timepoints_after_drop(num_timepoints: int, drop_ratio: float) -> int:
