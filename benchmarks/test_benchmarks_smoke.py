@@ -190,3 +190,51 @@ def test_cpu_matmul_reports_every_shape_in_both_precisions(tmp_path):
     assert all(r["gflops"] > 0 and r["rows"] == 64 for r in results)
     assert json.loads((tmp_path / "m.json").read_text())["results"] == results
     assert "GFLOP/s" in (tmp_path / "m.md").read_text()
+
+
+def test_gpu_pretrain_run_specs_and_screened_epochs():
+    script = _load("gpu_pretrain")
+    assert script.parse_run("small-s0:small:pfc_drop_ratio=0.5:0") == {
+        "name": "small-s0", "preset": "small", "overrides": "pfc_drop_ratio=0.5", "seed": 0}
+    assert script.parse_run("base:base::1")["overrides"] == ""
+    with pytest.raises(SystemExit, match="name:preset:overrides:seed"):
+        script.parse_run("small:0")
+    assert script.parse_eval("devfmri") == {"name": "devfmri"}
+    assert script.parse_eval("abide=data/abide:diagnosis:site")["site"] == "site"
+    # every checkpoint while there are few, then doubling epochs, and always the last one
+    assert script.screen_epochs([1, 2]) == [1, 2]
+    assert script.screen_epochs([25 * i for i in range(1, 11)]) == [25, 50, 100, 200, 250]
+
+
+@pytest.mark.slow  # about 40 s on the quiet 2-core machine: a tiny run, its encoder, one screen, packing in pieces
+def test_gpu_pretrain_tiny_end_to_end(tmp_path):
+    import tarfile
+
+    from brainmass_hf import BrainMassForPreTraining, BrainMassModel
+    from safetensors.torch import load_file
+
+    script = _load("gpu_pretrain")
+    out, work = tmp_path / "out", tmp_path / "work"
+    script.main(["--smoke", "--out", str(out), "--work", str(work), "--data", "devfmri", "--run", "t:tiny::0",
+                 "--eval", "devfmri", "--train-seconds", "120", "--threads-per-run", "1", "--threads", "1",
+                 "--max-file-mib", "0.25", "--", "--max_steps", "6"])
+    with tarfile.open(out / "logs.tar.gz") as tar:
+        curve = json.load(tar.extractfile("curve.json"))
+        assert "t.log" in tar.getnames()
+    assert curve["steps_per_epoch"] == 3  # 155 devfmri scans at the default batch of 64
+    rows = curve["rows"]
+    assert [row["epoch"] for row in rows] == [1, 2] and all(row["exit_code"] == 0 for row in rows)
+    auc = next(r for r in rows[-1]["cohorts"]["devfmri"]["results"] if r["method"] == "BrainMass")["summary"]["auc"]
+    assert 0.0 <= auc["mean"] <= 1.0 and auc["n"] == 2
+    # the last encoder comes back in pieces under the size limit; joined, it is the checkpoint's online encoder
+    parts = sorted(out.glob("t-e2.tar.part*"))
+    assert len(parts) > 1 and all(p.stat().st_size <= 0.25 * 2**20 for p in parts)
+    joined = tmp_path / "t-e2.tar"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(joined) as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    encoder = BrainMassModel.from_pretrained(tmp_path / "back" / "t-e2")
+    online = BrainMassForPreTraining.from_pretrained(work / "t" / "checkpoint-6").brainmass
+    for key, value in online.state_dict().items():
+        torch.testing.assert_close(encoder.state_dict()[key], value, rtol=0, atol=0)
+    assert load_file(tmp_path / "back" / "t-e2" / "model.safetensors")  # a plain safetensors file

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one-shot GPU pretraining of issue 10 (schedule and size), from the repository root on a lent H100/H200:
+#     bash benchmarks/gpu_pretrain.sh "$OUT"
+# Needs the 938-scan corpus in .gpu_data/abide1_aal116 (ABIDE-I never enters the repository: copy
+# ../shared/data/abide1_aal116 there, ignored by git, and carry it) and, where `datasets` is missing, its wheels in
+# .whl (carried too). Four runs side by side, the authors' recipe (batch 64, lr 3e-4, 10 warm-up epochs, then
+# constant) for up to 2000 epochs, stopped after TRAIN_S seconds; see benchmarks/gpu_pretrain.py.
+# SMOKE=1 runs it at tiny size on any machine (checks the script, measures nothing).
+set -u
+OUT="${1:-runs/gpu_pretrain_out}"
+mkdir -p "$OUT"
+if [ -d .whl ] && ! python3 -c "import datasets" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" HF_DATASETS_DISABLE_PROGRESS_BARS=1 PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+$PY -c "import torch, transformers, datasets, pyarrow, sklearn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', '| transformers', transformers.__version__, '| datasets', datasets.__version__, '| pyarrow', pyarrow.__version__, '| sklearn', sklearn.__version__)" || exit 1
+DATA=.gpu_data/abide1_aal116
+if [ "${SMOKE:-0}" = "1" ]; then
+  P1=tiny; P2=tiny; N1=smoke-a; N2=smoke-b; ARGS=(--smoke --train-seconds 45 --threads-per-run 1 --parallel-screens 2 --threads 1 --screen-seconds 150 --max-file-mib 0.5 -- --max_steps 30)
+else
+  P1=small; P2=base; N1=small; N2=base; ARGS=(--train-seconds "${TRAIN_S:-350}" --screen-seconds "${SCREEN_S:-120}" -- --tf32 true)
+fi
+$PY benchmarks/gpu_pretrain.py --out "$OUT" --work runs/gpu_pretrain --data "$DATA,devfmri" \
+  --run "$N1-paper-s0:$P1::0" --run "$N2-paper-s0:$P2::0" --run "$N1-drop50-s0:$P1:pfc_drop_ratio=0.5:0" \
+  --run "$N1-paper-s1:$P1::1" --eval "abide=$DATA:diagnosis:site" --eval devfmri "${ARGS[@]}"
