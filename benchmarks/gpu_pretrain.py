@@ -189,10 +189,11 @@ def screen(a: argparse.Namespace) -> None:
 
 def paper_auc(summary: dict, method: str) -> str:
     """``mean ± std`` of the paper protocol's AUC for ``method`` in an ``EvaluationReport.to_dict()``."""
+    from brainmass_hf.evaluation import format_mean_std
+
     for entry in summary.get("results", []):
         if entry.get("protocol") == "paper" and entry.get("method") == method:
-            auc = entry["summary"]["auc"]
-            return f"{auc['mean']:.3f} ± {auc['std']:.3f}"
+            return format_mean_std(entry["summary"]["auc"])
     return "n/a"
 
 
@@ -235,15 +236,13 @@ def pack(a: argparse.Namespace, runs: list[dict], last: dict[str, tuple[int, Pat
     """Logs first, then each run's last encoder in run order, within the file count and size limits."""
     out = Path(a.out)
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
-        for path in [out / "curve.json", out / "curve.md"]:
+        for path in [a.work / "curve.json", a.work / "curve.md"]:  # inside the tar: one file of the allowance
             tar.add(path, arcname=path.name)
         for path in sorted(a.work.glob("*.log")) + sorted(a.work.glob("encoders/*.screen.*")):
             tar.add(path, arcname=path.relative_to(a.work))
         for run in runs:
             for step, ckpt in checkpoints(a.work / run["name"])[-1:]:
                 tar.add(ckpt / "trainer_state.json", arcname=f"{run['name']}/checkpoint-{step}/trainer_state.json")
-    for name in ("curve.json", "curve.md"):  # they travel inside logs.tar.gz (one file of the allowance)
-        (out / name).unlink()
     files = ["logs.tar.gz"]
     used = sum((out / f).stat().st_size for f in files)
     left_out = []
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         return screen(p.parse_args(argv[1:]))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Everything after -- goes to every "
                                 "brainmass pretrain command (e.g. -- --tf32 true).")
-    p.add_argument("--out", required=True, help="folder for curve.json/.md, logs.tar.gz and the encoder tars")
+    p.add_argument("--out", required=True, help="folder for logs.tar.gz (curves and logs) and the encoder tars")
     p.add_argument("--work", default="runs/gpu_pretrain", help="folder for the runs' checkpoints")
     p.add_argument("--data", default="devfmri", help="--data of brainmass pretrain")
     p.add_argument("--atlas_name", default="AAL-116")
@@ -346,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.sort(key=lambda r: (r["run"], r["epoch"]))
     curve = {"steps_per_epoch": spe, "batch_size": a.batch_size, "train_seconds": round(train_seconds),
              "runs": runs, "timing": timing, "rows": rows, "extra_args": a.extra}
-    (a.out / "curve.json").write_text(json.dumps(curve, indent=1, default=str))
+    (a.work / "curve.json").write_text(json.dumps(curve, indent=1, default=str))
     names = [cohort["name"] for cohort in map(parse_eval, a.eval)]
     lines = ["| run | epoch | seconds | " + " | ".join(f"{n} paper AUC | {n} raw FC" for n in names) + " |",
              "|---" * (3 + 2 * len(names)) + "|"]
@@ -356,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
             summary = row.get("cohorts", {}).get(n, {})
             cells += [paper_auc(summary, "BrainMass"), paper_auc(summary, "raw FC")]
         lines.append(f"| {row['run']} | {row['epoch']} | {row['seconds']} | " + " | ".join(cells) + " |")
-    (a.out / "curve.md").write_text("\n".join(lines) + "\n")
+    (a.work / "curve.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     pack(a, runs, last)
 
