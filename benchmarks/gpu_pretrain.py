@@ -138,13 +138,61 @@ def train(runs: list[dict], a: argparse.Namespace, spe: int) -> dict:
     return {name: {"exit_code": p.returncode, "seconds_at_save": saved_at[name]} for name, p in procs.items()}
 
 
-def to_encoder(checkpoint: Path, out: Path) -> Path:
+def to_encoder(checkpoint: Path, out: Path, dtype: str = "float32") -> Path:
+    """The online encoder of a pretraining ``checkpoint`` as an encoder folder, its weights stored in ``dtype``
+    (``bfloat16`` halves what must come back from the device; ``from_pretrained`` keeps the stored dtype)."""
+    import torch
+
     from brainmass_hf import BrainMassFeatureExtractor, BrainMassForPreTraining
 
     model = BrainMassForPreTraining.from_pretrained(checkpoint)
-    model.save_encoder(out)
+    model.brainmass.to(getattr(torch, dtype)).save_pretrained(out)
     BrainMassFeatureExtractor.from_pretrained(checkpoint).save_pretrained(out)
     return out
+
+
+def archive(folder: Path, tar_path: Path, compress: str) -> Path:
+    """``folder`` as ``tar_path`` (plain tar) or ``tar_path.xz`` (xz: about 30 % smaller for bfloat16 weights,
+    whose exponent bytes repeat); the multi-threaded ``xz`` binary where present, else Python's lzma."""
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(folder, arcname=folder.name)
+    if compress == "none":
+        return tar_path
+    xz = shutil.which("xz")
+    if xz:
+        subprocess.run([xz, "-T0", "-6", "-f", str(tar_path)], check=True)
+    else:
+        import lzma
+
+        with open(tar_path, "rb") as src, lzma.open(f"{tar_path}.xz", "wb", preset=6) as dst:
+            shutil.copyfileobj(src, dst)
+        tar_path.unlink()
+    return Path(f"{tar_path}.xz")
+
+
+def unpack(source: Path, dest: Path) -> list[Path]:
+    """Rejoin the ``.partNN`` pieces in ``source``, open every ``<run>-e<epoch>.tar[.xz]`` and return the encoder
+    folders written under ``dest`` (what ``pack`` sent back from the device)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archives: dict[str, list[Path]] = {}
+    for path in sorted(source.iterdir()):
+        name, dot, suffix = path.name.rpartition(".")
+        if dot and suffix.startswith("part") and suffix[4:].isdigit():
+            archives.setdefault(name, []).append(path)
+        elif path.name.endswith((".tar", ".tar.xz")):
+            archives.setdefault(path.name, []).append(path)
+    folders = []
+    for name, pieces in sorted(archives.items()):
+        joined = dest / name
+        with open(joined, "wb") as out:
+            for piece in sorted(pieces):
+                out.write(piece.read_bytes())
+        with tarfile.open(joined, "r:*") as tar:
+            tops = {member.name.split("/")[0] for member in tar.getmembers()}
+            tar.extractall(dest, filter="data")
+        joined.unlink()
+        folders += [dest / top for top in sorted(tops)]
+    return folders
 
 
 def screen_epochs(epochs: list[int]) -> list[int]:
@@ -232,7 +280,7 @@ def run_screens(encoders: list[tuple[str, int, Path]], a: argparse.Namespace, de
     return rows
 
 
-def pack(a: argparse.Namespace, runs: list[dict], last: dict[str, tuple[int, Path]]) -> list[str]:
+def pack(a: argparse.Namespace, runs: list[dict], last: dict[str, tuple[int, Path, Path]]) -> list[str]:
     """Logs first, then each run's last encoder in run order, within the file count and size limits."""
     out = Path(a.out)
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
@@ -249,10 +297,10 @@ def pack(a: argparse.Namespace, runs: list[dict], last: dict[str, tuple[int, Pat
     for run in runs:
         if run["name"] not in last:
             continue
-        epoch, folder = last[run["name"]]
-        tar_path = a.work / f"{run['name']}-e{epoch}.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            tar.add(folder, arcname=f"{run['name']}-e{epoch}")
+        epoch, folder, checkpoint = last[run["name"]]
+        if a.pack_dtype != "float32":  # the packed copy only; screens used the float32 folder
+            folder = to_encoder(checkpoint, a.work / "packed" / folder.name, a.pack_dtype)
+        tar_path = archive(folder, a.work / f"{run['name']}-e{epoch}.tar", a.compress)
         size = tar_path.stat().st_size
         piece = int(a.max_file_mib * MIB)
         pieces = -(-size // piece)
@@ -275,6 +323,14 @@ def pack(a: argparse.Namespace, runs: list[dict], last: dict[str, tuple[int, Pat
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["unpack"]:
+        p = argparse.ArgumentParser(prog="gpu_pretrain.py unpack", description=unpack.__doc__)
+        p.add_argument("source", help="the folder the device's files came back to")
+        p.add_argument("dest", help="where the encoder folders are written")
+        args = p.parse_args(argv[1:])
+        for folder in unpack(Path(args.source), Path(args.dest)):
+            print(folder)
+        return None
     if argv[:1] == ["screen"]:
         p = argparse.ArgumentParser(prog="gpu_pretrain.py screen")
         p.add_argument("--checkpoint", required=True, help="a pretraining checkpoint folder")
@@ -307,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-files", type=int, default=8)
     p.add_argument("--max-file-mib", type=float, default=15)
     p.add_argument("--max-total-mib", type=int, default=62)
+    p.add_argument("--pack-dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="dtype of the encoder weights sent back (bfloat16: half the size)")
+    p.add_argument("--compress", default="none", choices=["none", "xz"], help="xz the encoder tars")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
     argv, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     a = p.parse_args(argv)
@@ -336,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
             encoders.append((run["name"], epoch, by_epoch[epoch]))
         if by_epoch:  # the last encoder of each run is written now (it is packed); the screens write the others
             epoch = max(by_epoch)
-            last[run["name"]] = (epoch, to_encoder(by_epoch[epoch], a.work / "encoders" / f"{run['name']}-e{epoch}"))
+            folder = to_encoder(by_epoch[epoch], a.work / "encoders" / f"{run['name']}-e{epoch}")
+            last[run["name"]] = (epoch, folder, by_epoch[epoch])
     # last encoders first, so the deadline cuts the middle of the curves, never their ends
     order = sorted(encoders, key=lambda e: (last[e[0]][0] != e[1], e[1]))
     rows = run_screens(order, a, time.time() + a.screen_seconds) if a.eval else []
