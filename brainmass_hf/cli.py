@@ -108,6 +108,11 @@ class PretrainScriptArguments:
     )
     atlas_name: str | None = field(default=None, metadata={"help": "Atlas name stored in the config."})
     orientation: str | None = field(default=None, metadata={"help": ORIENTATION_HELP})
+    exclude_sites: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated site names (the data's 'site' column) whose scans are left out of "
+                          "pretraining entirely, e.g. 'NYU': the held-out-site protocol (docs/evaluation.md)."},
+    )
 
 
 def _parse_overrides(text: str | None) -> dict:
@@ -173,11 +178,11 @@ def pretrain_main(argv: list[str] | None = None):
     if script.atlas_name:
         overrides["atlas_name"] = script.atlas_name
     sources = [part.strip() for part in script.data.split(",") if part.strip()]
-    if len(sources) > 1:
+    if len(sources) > 1 or script.exclude_sites:
         from .data import pretraining_corpus
 
         kwargs = {"orientation": script.orientation} if script.orientation else {}
-        dataset = pretraining_corpus(sources, **kwargs)
+        dataset = pretraining_corpus(sources, exclude_sites=script.exclude_sites, **kwargs)
     else:
         dataset = load_data(script.data, script.orientation)
     if script.init_from:
