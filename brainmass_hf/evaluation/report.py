@@ -15,12 +15,14 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from .metrics import METRICS, format_mean_std, paired_difference
-from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, ProtocolResult
+from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, ProtocolResult
 
 __all__ = ["EvaluationReport", "roc_curve_data"]
 
-_METHOD_ORDER = {METHOD_MODEL: 0, METHOD_RAW_FC: 1, METHOD_RANDOM: 2}
-_METHOD_COLOR = {METHOD_MODEL: "tab:blue", METHOD_RAW_FC: "tab:orange", METHOD_RANDOM: "tab:gray"}
+BASELINES = (METHOD_RAW_FC, METHOD_TANGENT, METHOD_RANDOM)
+_METHOD_ORDER = {METHOD_MODEL: 0, METHOD_RAW_FC: 1, METHOD_TANGENT: 2, METHOD_RANDOM: 3}
+_METHOD_COLOR = {METHOD_MODEL: "tab:blue", METHOD_RAW_FC: "tab:orange", METHOD_TANGENT: "tab:green",
+                 METHOD_RANDOM: "tab:gray"}
 _METRIC_HEADER = {
     "accuracy": "accuracy", "majority_rate": "majority-class rate", "balanced_accuracy": "balanced accuracy",
     "auc": "ROC AUC", "sensitivity": "sensitivity", "specificity": "specificity", "f1": "F1",
@@ -149,7 +151,7 @@ class EvaluationReport:
 
     # ---------------------------------------------------------------------------------------------- text
     def verdicts(self, metric: str = "auc", digits: int = 3) -> list[str]:
-        """One line per protocol name: the model's `metric` beside raw FC and random init, with the paired
+        """One line per protocol name: the model's `metric` beside raw FC, tangent_fc and random init, with the paired
         difference (model − baseline, mean ± std over the splits both ran) and whether it is above, below or
         level with the baseline (more than two standard errors of the paired difference from zero)."""
         lines = []
@@ -163,7 +165,7 @@ class EvaluationReport:
                              "0.5 by construction.")
                 continue
             parts = []
-            for baseline in (METHOD_RAW_FC, METHOD_RANDOM):
+            for baseline in BASELINES:
                 other = by_method.get(baseline)
                 if other is None:
                     continue
