@@ -574,8 +574,10 @@ def _both_classes(devfmri, per_class):
 
 
 def test_evaluate_paper_rows_are_run_paper_protocol_on_the_same_splits(tiny_model, devfmri):
+    """Raw FC's paper row is `run_paper_protocol` on its features; tangent_fc's paper and linear-probe rows are both
+    its own pipeline (`tangent_logreg`) on its features, over the same splits."""
     data = _both_classes(devfmri, 30)
-    report = ev.evaluate(tiny_model, data, protocols="paper", n_repeats=2, show_progress=False,
+    report = ev.evaluate(tiny_model, data, protocols="paper,linear_probe", n_repeats=2, show_progress=False,
                          include_random_baseline=False)
     scans = [np.asarray(t, np.float32) for t in data["time_series"]]
     labels, _ = ev.labels_from_dataset(data)
@@ -585,6 +587,13 @@ def test_evaluate_paper_rows_are_run_paper_protocol_on_the_same_splits(tiny_mode
                                    n_repeats=2), method=ev.METHOD_RAW_FC)
     (from_evaluate,) = report.get("paper", ev.METHOD_RAW_FC)
     assert [s["scores"] for s in from_evaluate.splits] == [s["scores"] for s in direct.splits]
+    splits = ev.make_splits("repeated", labels, n_repeats=2)
+    train_x, test_x = (ev.tangent_fc_features(scans, view="pfc", seed=k, settings=tiny_model.config) for k in (0, 1))
+    tangent = ev.evaluate_features(train_x, labels, splits, test_features=test_x, classifier="tangent_logreg")
+    for protocol in ("paper", "linear_probe"):
+        (row,) = report.get(protocol, ev.METHOD_TANGENT)
+        assert [s["scores"] for s in row.splits] == [s["scores"] for s in tangent.splits]
+    assert report.settings["tangent_fc"].startswith("Ledoit-Wolf FC")
 
 
 def test_a_scan_with_nan_values_is_named_in_one_error(tiny_model, devfmri_scans):
@@ -819,22 +828,6 @@ def test_tangent_fc_features_are_ledoit_wolf_views_whatever_the_checkpoints_fc_k
     lw = ev.FCSettings.of(config, fc_kind="ledoit_wolf", fisher_z=False)
     view = connectivity_view(x, mask, settings=lw, pfc=True, generator=torch.Generator().manual_seed(3))
     np.testing.assert_allclose(features, sym_matrix_vector(view.double()).numpy(), atol=1e-12)
-
-
-def test_evaluate_runs_tangent_fc_once_for_paper_and_linear_probe_on_the_same_splits(tiny_model, devfmri):
-    data = _both_classes(devfmri, 20)
-    report = ev.evaluate(tiny_model, data, protocols="paper,linear_probe", n_repeats=2, show_progress=False,
-                         include_random_baseline=False)
-    scans = [np.asarray(t, np.float32) for t in data["time_series"]]
-    labels, _ = ev.labels_from_dataset(data)
-    train_x = ev.tangent_fc_features(scans, view="pfc", seed=0, settings=tiny_model.config)
-    test_x = ev.tangent_fc_features(scans, view="pfc", seed=1, settings=tiny_model.config)
-    direct = ev.evaluate_features(train_x, labels, ev.make_splits("repeated", labels, n_repeats=2),
-                                  test_features=test_x, classifier="tangent_logreg")
-    (paper,), (probe,) = report.get("paper", ev.METHOD_TANGENT), report.get("linear_probe", ev.METHOD_TANGENT)
-    assert [s["scores"] for s in paper.splits] == [s["scores"] for s in direct.splits]
-    assert [s["scores"] for s in probe.splits] == [s["scores"] for s in direct.splits]
-    assert report.settings["tangent_fc"].startswith("Ledoit-Wolf FC")
 
 
 def test_evaluate_with_sites_scores_only_those_sites_scans(tiny_model, devfmri):

@@ -21,19 +21,10 @@ from tqdm.auto import tqdm
 
 from ..data import resolve_dataset, select_sites, time_series_list
 from ..modeling_brainmass import BrainMassModel
-from .features import FEATURES, FCSettings, _encoder_of, _view_count, extract_features, random_init_like, raw_fc_features
-from .protocols import (
-    METHOD_MODEL,
-    METHOD_RANDOM,
-    METHOD_RAW_FC,
-    METHOD_TANGENT,
-    PROTOCOLS,
-    ProtocolResult,
-    run_few_shot,
-    run_finetune,
-    run_split_protocol,
-    run_zero_shot,
-)
+from .features import FEATURES, FCSettings, _encoder_of, _view_count, extract_features, random_init_like
+from .features import raw_fc_features
+from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, PROTOCOLS, ProtocolResult
+from .protocols import run_few_shot, run_finetune, run_split_protocol, run_zero_shot
 from .report import EvaluationReport
 from .splits import CV_SCHEMES, _check_per_scan, make_splits, site_pairs
 from .tangent import tangent_fc_features
