@@ -836,6 +836,7 @@ def test_evaluate_with_sites_scores_only_those_sites_scans(tiny_model, devfmri):
     report = ev.evaluate(tiny_model, data, protocols="paper", n_repeats=2, show_progress=False, sites="kept",
                          include_random_baseline=False, include_tangent_baseline=False)
     assert report.settings["num_scans"] == 30 and report.settings["sites"] == ["kept"]
+    assert "only those of site(s) kept" in report.to_markdown()
     assert "tangent_fc baseline was not run" in report.to_markdown()
     with pytest.raises(ValueError, match="not in column 'site'"):
         ev.evaluate(tiny_model, data, protocols="paper", sites="NYU", show_progress=False)

@@ -151,8 +151,8 @@ class EvaluationReport:
 
     # ---------------------------------------------------------------------------------------------- text
     def verdicts(self, metric: str = "auc", digits: int = 3) -> list[str]:
-        """One line per protocol name: the model's `metric` beside raw FC, tangent_fc and random init, with the paired
-        difference (model − baseline, mean ± std over the splits both ran) and whether it is above, below or
+        """One line per protocol name: the model's `metric` beside raw FC, tangent_fc and random init, with the
+        paired difference (model − baseline, mean ± std over the splits both ran) and whether it is above, below or
         level with the baseline (more than two standard errors of the paired difference from zero)."""
         lines = []
         for name in dict.fromkeys(r.name for r in self.results):
@@ -191,6 +191,8 @@ class EvaluationReport:
                          f"curves treat {self.positive_class} as positive, {self.class_names[0]} as negative).")
         elif self.class_names:
             lines.append("Sensitivity, specificity, F1 and AUC are macro averages of one-vs-rest values.")
+        if s.get("sites"):
+            lines.append(f"Scans: only those of site(s) {', '.join(map(str, s['sites']))} (`sites=`).")
         if "test_view" in s:
             view = TEST_VIEW_TEXT[s["test_view"]].format(num_tta_views=s.get("num_tta_views", 8))
             lines.append(f"Views: training scans give one pFC view each; test scans give {view}.")
