@@ -277,3 +277,28 @@ def test_gpu_release_script_tiny_end_to_end(tmp_path):
         for key, value in online.state_dict().items():
             assert encoder.state_dict()[key].dtype == torch.bfloat16
             torch.testing.assert_close(encoder.state_dict()[key], value.to(torch.bfloat16), rtol=0, atol=0)
+
+
+def test_tangent_cost_reports_both_implementations_and_their_agreement(tmp_path):
+    record = _load("tangent_cost").main(["--data", str(tmp_path / "absent.npz"), "--num-scans", "6",
+                                         "--num-rois", "5", "--json", str(tmp_path / "t.json")])
+    assert record["source"] == "synthetic" and record["num_scans"] == 6
+    assert {"torch_s", "nilearn_s", "covariances_s"} <= set(record)
+    assert record["max_abs_difference"] < 1e-5
+    assert json.loads((tmp_path / "t.json").read_text()) == record
+
+
+def test_results_table_pairs_each_seed_with_its_own_baselines(tmp_path):
+    """Two seeds: the model's cell is the mean of the seed means ± their std; its Δ vs raw FC is the mean of the
+    per-seed paired differences."""
+    def report(model_aucs, raw_aucs):
+        splits = lambda aucs: [{"split": i, "auc": a} for i, a in enumerate(aucs)]  # noqa: E731
+        results = [{"name": "paper", "method": m, "splits": splits(a)}
+                   for m, a in (("BrainMass", model_aucs), ("raw FC", raw_aucs))]
+        return json.dumps({"results": results})
+
+    (tmp_path / "s0.json").write_text(report([0.6, 0.8], [0.5, 0.7]))
+    (tmp_path / "s1.json").write_text(report([0.8, 1.0], [0.5, 0.7]))
+    text = _load("results_table").main([f"tiny={tmp_path / 's0.json'},{tmp_path / 's1.json'}"])
+    row = next(line for line in text.splitlines() if line.startswith("| tiny |"))
+    assert row == "| tiny | 0.800 ± 0.141 | +0.200 ± 0.141 | — | — | 2 | 2 |"

@@ -108,6 +108,11 @@ class PretrainScriptArguments:
     )
     atlas_name: str | None = field(default=None, metadata={"help": "Atlas name stored in the config."})
     orientation: str | None = field(default=None, metadata={"help": ORIENTATION_HELP})
+    exclude_sites: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated site names (the data's 'site' column) whose scans are left out of "
+                          "pretraining entirely, e.g. 'NYU': the held-out-site protocol (docs/evaluation.md)."},
+    )
 
 
 def _parse_overrides(text: str | None) -> dict:
@@ -173,11 +178,11 @@ def pretrain_main(argv: list[str] | None = None):
     if script.atlas_name:
         overrides["atlas_name"] = script.atlas_name
     sources = [part.strip() for part in script.data.split(",") if part.strip()]
-    if len(sources) > 1:
+    if len(sources) > 1 or script.exclude_sites:
         from .data import pretraining_corpus
 
         kwargs = {"orientation": script.orientation} if script.orientation else {}
-        dataset = pretraining_corpus(sources, **kwargs)
+        dataset = pretraining_corpus(sources, exclude_sites=script.exclude_sites, **kwargs)
     else:
         dataset = load_data(script.data, script.orientation)
     if script.init_from:
@@ -340,7 +345,11 @@ def _evaluate(argv):
     p.add_argument("--feature", default="readout", choices=FEATURES,
                    help="readout: the paper's 8R vector (default) | mean_hidden: last hidden state averaged over ROIs")
     p.add_argument("--few-shot-k", default="1,5,10,20")
+    p.add_argument("--sites", default=None,
+                   help="comma-separated sites: evaluate only their scans (with an encoder pretrained with "
+                        "--exclude_sites on the same names: the held-out-site protocol)")
     p.add_argument("--no-random-baseline", action="store_true")
+    p.add_argument("--no-tangent-baseline", action="store_true", help="skip tangent_fc (about 30 s per split)")
     p.add_argument("--pretrained-on-eval-scans", action=argparse.BooleanOptionalAction, default=None,
                    help="say whether the encoder was pretrained (label-free) on these scans; the report states it")
     p.add_argument("--seed", type=int, default=0)
@@ -356,7 +365,8 @@ def _evaluate(argv):
         label_column=a.label_column, site_column=a.site_column, group_column=a.group_column, cv=a.cv,
         pretrained_on_eval_scans=a.pretrained_on_eval_scans, n_repeats=a.n_repeats, test_size=a.test_size,
         test_view=a.test_view, num_tta_views=a.num_tta_views, few_shot_k=few_shot_k, seed=a.seed, output_dir=a.out,
-        include_random_baseline=not a.no_random_baseline, device=a.device, feature=a.feature,
+        include_random_baseline=not a.no_random_baseline, device=a.device, feature=a.feature, sites=a.sites,
+        include_tangent_baseline=not a.no_tangent_baseline,
     )
     print(report.to_markdown())
     print(f"Report written to {a.out}")

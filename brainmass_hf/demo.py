@@ -2,8 +2,8 @@
 
 Loads the bundled CC0 development fMRI cohort (OpenNeuro ds000228, 155 scans, AAL-116, child vs adult) or the
 user's own data, pretrains a small BrainMass with pFC views, extracts frozen features, runs the paper's SVM
-protocol over repeated stratified splits beside the raw-FC and random-init baselines, prints a results table
-and writes a report folder:
+protocol over repeated stratified splits beside the raw-FC, tangent_fc and random-init baselines, prints a results
+table and writes a report folder:
 
 * ``report.md`` / ``report.json``: settings, timings, the results table, the loss history;
 * ``results.json`` / ``results.md``: every per-split number (from :func:`brainmass_hf.evaluation.evaluate`);
@@ -171,21 +171,22 @@ def interpretation_markdown(settings: DemoSettings, encoder, dataset, out: Path)
     ) + "\n"
 
 
-def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
-    """Runs the demo end to end and returns the report dictionary (also written to ``report.json``)."""
-    from .data import bundled_roi_names, time_series_list
-    from .evaluation import evaluate, resolve_dataset
-
+def _settings_with(settings: DemoSettings | None, overrides: dict) -> DemoSettings:
+    """``settings`` (default ``DemoSettings()``) with ``overrides`` applied; ``--fast`` caps epochs and splits (a few
+    steps, a few splits, one interpretation split: for tests and smoke runs)."""
     settings = settings or DemoSettings()
     for key, value in overrides.items():
         setattr(settings, key, value)
-    if settings.fast:  # for tests and smoke runs: a few steps, a few splits (and one for the interpretation)
+    if settings.fast:
         settings.epochs, settings.n_repeats = min(settings.epochs, 2), min(settings.n_repeats, 2)
         settings.explain_splits = min(settings.explain_splits, 1)
-    out = Path(settings.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
+    return settings
+
+
+def _demo_data(settings: DemoSettings):
+    """``(dataset, scans, config)``: the labelled data, its time series and the model config of the preset."""
+    from .data import bundled_roi_names, time_series_list
+    from .evaluation import resolve_dataset
 
     dataset = resolve_dataset(settings.data)
     if settings.label_column not in dataset.column_names:
@@ -194,21 +195,22 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
             f"{dataset.column_names}); pass --label-column or a phenotype table with labels."
         )
     scans = time_series_list(dataset)
-    num_rois = scans[0].shape[1]
     config_values = dict(settings.extra_config)
     if settings.data == "devfmri":
         config_values.setdefault("atlas_name", "AAL-116")
         config_values.setdefault("roi_names", bundled_roi_names("aal116"))
-    config = BrainMassConfig.from_preset(settings.preset, num_rois=num_rois, **config_values)
+    config = BrainMassConfig.from_preset(settings.preset, num_rois=scans[0].shape[1], **config_values)
     print(
-        f"Data: {len(dataset)} scans, {num_rois} ROIs, T = {min(s.shape[0] for s in scans)}–"
+        f"Data: {len(dataset)} scans, {scans[0].shape[1]} ROIs, T = {min(s.shape[0] for s in scans)}–"
         f"{max(s.shape[0] for s in scans)}; model: BrainMass-{settings.preset} "
         f"({config.num_hidden_layers} layers, {config.num_attention_heads} heads)"
     )
-    subject = str(dataset[0].get("subject_id", "scan 0"))
-    fc_example_figure(scans[0], config, subject, settings.seed).savefig(out / "fc_example.png", dpi=110)
+    return dataset, scans, config
 
-    # 1. self-supervised pretraining on every scan (no labels)
+
+def _pretrain_demo(settings: DemoSettings, dataset, config: BrainMassConfig, out: Path):
+    """Self-supervised pretraining on every scan (no labels): ``(encoder, loss history)``; writes ``encoder/`` and
+    ``loss_curves.png``."""
     args = BrainMassPretrainingArguments(
         output_dir=str(out / "pretraining"),
         num_train_epochs=settings.epochs,
@@ -223,52 +225,23 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
         seed=settings.seed,
         report_to="none",
     )
-    t0 = time.perf_counter()
     trainer = pretrain(dataset, config, args, encoder_dir=str(out / "encoder"))
-    timings["pretraining_s"] = time.perf_counter() - t0
     history = [h for h in trainer.state.log_history if "lra_loss" in h]
     loss_curves_figure(history, config).savefig(out / "loss_curves.png", dpi=110)
     encoder = trainer.model.brainmass if isinstance(trainer.model, BrainMassForPreTraining) else trainer.model
+    return encoder, history
 
-    # 2. frozen features → paper protocol (+ linear probe), beside raw FC and random-init baselines
-    t0 = time.perf_counter()
-    report = evaluate(
-        encoder,
-        dataset,
-        protocols=settings.protocols,
-        label_column=settings.label_column,
-        n_repeats=settings.n_repeats,
-        test_size=settings.test_size,
-        seed=settings.seed,
-        output_dir=out,
-        # the demo pretrains on every scan it then evaluates (no labels used): the report must say so
-        pretrained_on_eval_scans=True,
-    )
-    timings["evaluation_s"] = time.perf_counter() - t0
-    table = report.to_markdown(heading_level=2)
-    print("\n" + table)
 
-    # 3. which regions drive the classification (after the table: it takes about as long as the evaluation)
-    t0 = time.perf_counter()
-    interpretation = interpretation_markdown(settings, encoder, dataset, out)
-    timings["interpretation_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - start
-
-    summary = {
-        "settings": asdict(settings),
-        "data": {"scans": len(dataset), "num_rois": num_rois, "source": settings.data},
-        "device": str(encoder.device),
-        "torch_threads": torch.get_num_threads(),
-        "timings": {k: round(v, 1) for k, v in timings.items()},
-        "loss_history": history,
-        "results": report.to_dict(),
-    }
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+def _report_markdown(settings: DemoSettings, summary: dict, config: BrainMassConfig, table: str,
+                     interpretation: str, out: Path) -> str:
+    """``report.md``: what ran and how long, the first and last pretraining losses, the evaluation table (the model
+    beside raw FC, tangent_fc and random init), the interpretation section and links to every file."""
+    history, timings, data = summary["loss_history"], summary["timings"], summary["data"]
     first, last = history[0], history[-1]
     lines = [
         "# BrainMass demo report",
         "",
-        f"Data: `{settings.data}`, {len(dataset)} scans, {num_rois} ROIs. Model: BrainMass-{settings.preset}, "
+        f"Data: `{settings.data}`, {data['scans']} scans, {data['num_rois']} ROIs. Model: BrainMass-{settings.preset}, "
         f"pretrained {settings.epochs} epochs (batch {settings.batch_size}) on {summary['device']} in "
         f"{timings['pretraining_s']:.0f} s; evaluation {timings['evaluation_s']:.0f} s; interpretation "
         f"{timings['interpretation_s']:.0f} s.",
@@ -286,6 +259,49 @@ def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
         interpretation,
         _files_line(out, settings.protocols),
     ]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(settings: DemoSettings | None = None, **overrides) -> dict:
+    """Runs the demo end to end and returns the report dictionary (also written to ``report.json``)."""
+    from .evaluation import evaluate
+
+    settings = _settings_with(settings, overrides)
+    out = Path(settings.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    dataset, scans, config = _demo_data(settings)
+    subject = str(dataset[0].get("subject_id", "scan 0"))
+    fc_example_figure(scans[0], config, subject, settings.seed).savefig(out / "fc_example.png", dpi=110)
+    # 1. self-supervised pretraining on every scan (no labels)
+    t0 = time.perf_counter()
+    encoder, history = _pretrain_demo(settings, dataset, config, out)
+    timings["pretraining_s"] = time.perf_counter() - t0
+    # 2. frozen features → paper protocol (+ linear probe), beside the raw FC, tangent_fc and random-init baselines
+    t0 = time.perf_counter()
+    report = evaluate(
+        encoder, dataset, protocols=settings.protocols, label_column=settings.label_column,
+        n_repeats=settings.n_repeats, test_size=settings.test_size, seed=settings.seed, output_dir=out,
+        # the demo pretrains on every scan it then evaluates (no labels used): the report must say so
+        pretrained_on_eval_scans=True,
+    )
+    timings["evaluation_s"] = time.perf_counter() - t0
+    table = report.to_markdown(heading_level=2)
+    print("\n" + table)
+    # 3. which regions drive the classification (after the table: it takes about as long as the evaluation)
+    t0 = time.perf_counter()
+    interpretation = interpretation_markdown(settings, encoder, dataset, out)
+    timings["interpretation_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - start
+    summary = {
+        "settings": asdict(settings), "data": {"scans": len(dataset), "num_rois": scans[0].shape[1],
+                                               "source": settings.data},
+        "device": str(encoder.device), "torch_threads": torch.get_num_threads(),
+        "timings": {k: round(v, 1) for k, v in timings.items()}, "loss_history": history,
+        "results": report.to_dict(),
+    }
+    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "report.md").write_text(_report_markdown(settings, summary, config, table, interpretation, out))
     print(f"\nReport written to {out.resolve()} in {timings['total_s']:.0f} s")
     return summary

@@ -270,7 +270,8 @@ def test_main_takes_its_own_debug_flag_but_leaves_the_trainers_debug_option(monk
 
 
 def test_evaluate_flags_reach_evaluate(encoder_dir, monkeypatch, capsys):
-    """--feature, --test-view, --group-column and --pretrained-on-eval-scans are passed on to evaluate()."""
+    """--feature, --test-view, --group-column, --pretrained-on-eval-scans, --sites and --no-tangent-baseline are
+    passed on to evaluate()."""
     import brainmass_hf.evaluation as evaluation
 
     seen = {}
@@ -285,9 +286,30 @@ def test_evaluate_flags_reach_evaluate(encoder_dir, monkeypatch, capsys):
 
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
     code = main(["evaluate", "--model", str(encoder_dir), "--data", "devfmri", "--feature", "mean_hidden",
-                 "--test-view", "full", "--group-column", "subject_id", "--pretrained-on-eval-scans"])
+                 "--test-view", "full", "--group-column", "subject_id", "--pretrained-on-eval-scans",
+                 "--sites", "NYU,UM_1", "--no-tangent-baseline"])
     assert code == 0
+    assert seen["sites"] == "NYU,UM_1" and seen["include_tangent_baseline"] is False
     assert seen["feature"] == "mean_hidden" and seen["test_view"] == "full"
     assert seen["group_column"] == "subject_id" and seen["pretrained_on_eval_scans"] is True
     assert main(["evaluate", "--model", str(encoder_dir), "--data", "devfmri", "--feature", "pooled"]) == 2
     assert "--feature" in capsys.readouterr().err
+
+
+def test_pretrain_exclude_sites_leaves_those_sites_out_of_the_corpus(tmp_path, monkeypatch):
+    """`brainmass pretrain --exclude_sites` pretrains on the corpus without the named sites' scans."""
+    import datasets
+
+    import brainmass_hf.training as training
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cohort"
+    datasets.Dataset.from_dict({
+        "subject_id": [f"s{i}" for i in range(6)], "site": ["A", "A", "B", "B", "C", "C"],
+        "time_series": [rng.normal(size=(30, 12)).astype(np.float32) for _ in range(6)],
+    }).save_to_disk(str(folder))
+    seen = {}
+    monkeypatch.setattr(training, "pretrain", lambda dataset, **kwargs: seen.setdefault("ids", dataset["subject_id"]))
+    cli.pretrain_main(["--data", str(folder), "--preset", "tiny", "--exclude_sites", "A,C", "--output_dir",
+                   str(tmp_path / "run"), "--report_to", "none"])
+    assert seen["ids"] == ["s2", "s3"]

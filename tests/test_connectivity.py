@@ -216,3 +216,60 @@ def test_cpu_blocks_give_the_whole_batch_result(devfmri_scans, monkeypatch, kind
     blocked_views = connectivity_views(padded, mask, settings=settings, generator=torch.Generator().manual_seed(2))
     assert (whole_full - blocked_full).abs().max() < 1e-6
     assert all((a - b).abs().max() < 1e-6 for a, b in zip(whole_views, blocked_views))
+
+
+# ----------------------------------------------------------------------------------------------
+# Tangent space (issue 19): the numbers of nilearn's ConnectivityMeasure(kind="tangent")
+# ----------------------------------------------------------------------------------------------
+
+
+def _ledoit_wolf_covariances(num_scans=12, num_rois=8, seed=0):
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((num_rois, num_rois))
+    scans = [rng.standard_normal((int(rng.integers(20, 40)), num_rois)) @ mixing for _ in range(num_scans)]
+    return scans, np.stack([LedoitWolf(store_precision=False).fit(x).covariance_ for x in scans])
+
+
+def test_tangent_space_at_the_geometric_mean_equals_nilearn_tangent_to_1e_5():
+    from sklearn.covariance import LedoitWolf
+
+    from brainmass_hf.connectivity import spd_geometric_mean, sym_matrix_vector, tangent_space
+
+    scans, covariances = _ledoit_wolf_covariances()
+    measure = ConnectivityMeasure(kind="tangent", cov_estimator=LedoitWolf(store_precision=False), vectorize=True)
+    expected = measure.fit_transform(scans)
+    reference = spd_geometric_mean(covariances)
+    np.testing.assert_allclose(reference.numpy(), measure.mean_, atol=1e-5)
+    np.testing.assert_allclose(sym_matrix_vector(tangent_space(covariances, reference)).numpy(), expected, atol=1e-5)
+
+
+def test_sym_matrix_vector_is_nilearns_vectorisation_and_vector_sym_matrix_inverts_it():
+    from nilearn.connectome import sym_matrix_to_vec
+
+    from brainmass_hf.connectivity import sym_matrix_vector, vector_sym_matrix
+
+    _, covariances = _ledoit_wolf_covariances(num_scans=3, num_rois=5)
+    vectors = sym_matrix_vector(torch.as_tensor(covariances))
+    np.testing.assert_allclose(vectors.numpy(), sym_matrix_to_vec(covariances), atol=1e-12)
+    np.testing.assert_allclose(vector_sym_matrix(vectors).numpy(), covariances, atol=1e-12)
+    with pytest.raises(ValueError, match="not the lower triangle"):
+        vector_sym_matrix(torch.zeros(3, 7))
+
+
+def test_geometric_mean_of_commuting_matrices_is_the_elementwise_geometric_mean():
+    from brainmass_hf.connectivity import spd_geometric_mean
+
+    diagonals = torch.tensor([[1.0, 4.0], [4.0, 9.0], [16.0, 1.0]], dtype=torch.float64)
+    mean = spd_geometric_mean(torch.diag_embed(diagonals))
+    np.testing.assert_allclose(torch.diagonal(mean).numpy(), diagonals.log().mean(dim=0).exp().numpy(), rtol=1e-6)
+
+
+def test_tangent_space_names_a_matrix_that_is_not_positive_definite():
+    from brainmass_hf.connectivity import tangent_space
+
+    matrices = torch.eye(3, dtype=torch.float64).repeat(4, 1, 1)
+    matrices[2, 0, 0] = -1.0
+    with pytest.raises(ValueError, match=r"positions \[2\] are not positive definite.*ledoit_wolf"):
+        tangent_space(matrices, torch.eye(3))

@@ -37,10 +37,11 @@ def test_demo_runs_end_to_end_on_the_bundled_cohort_and_writes_every_report_file
         assert (tmp_path / name).exists() and (tmp_path / name).stat().st_size > 0, name
     report = json.loads((tmp_path / "report.json").read_text())
     methods = {r["method"] for r in report["results"]["results"]}
-    assert {"BrainMass", "raw FC", "random-init BrainMass"} <= methods
+    assert {"BrainMass", "raw FC", "tangent_fc", "random-init BrainMass"} <= methods
     assert summary["data"] == {"scans": 155, "num_rois": 116, "source": "devfmri"}
     text = (tmp_path / "report.md").read_text()
     assert "raw FC" in text and "pretrained on these evaluation scans" in text and "paired difference" in text
+    assert "| paper | tangent_fc |" in text
     assert report["results"]["settings"]["pretrained_on_eval_scans"] is True
     # the interpretation section: a top-10 table of named regions, and every figure / table linked relative to
     # the report (so the links work wherever the folder is moved)

@@ -462,6 +462,13 @@ def test_devfmri_random_init_baseline_is_reported_beside_every_protocol(devfmri_
 
 
 @pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
+def test_devfmri_tangent_fc_baseline_is_reported_beside_every_protocol(devfmri_report):
+    report = devfmri_report[0]
+    assert {r.protocol for r in report.results if r.method == ev.METHOD_TANGENT} == set(ALL_PROTOCOLS)
+    assert all("tangent_fc (" in line for line in report.verdicts() if "no verdict" not in line)
+
+
+@pytest.mark.slow  # shares the ~25 s devfmri_report fixture (every protocol, fine-tuning included)
 def test_devfmri_few_shot_says_which_k_the_33_adults_cannot_supply(devfmri_report):
     (k40,) = devfmri_report[0].get("few_shot (k=40)")
     assert k40.skipped and "smallest class has 33" in k40.notes[0]
@@ -527,7 +534,8 @@ def test_evaluation_is_a_package_of_modules_under_700_lines():
 
     package = Path(ev.__file__).parent
     sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
-    assert {"features.py", "splits.py", "metrics.py", "protocols.py", "report.py", "__init__.py"} <= set(sizes)
+    assert {"features.py", "splits.py", "metrics.py", "protocols.py", "report.py", "tangent.py", "run.py",
+            "__init__.py"} <= set(sizes)
     assert max(sizes.values()) <= 700, sizes
 
 
@@ -566,8 +574,10 @@ def _both_classes(devfmri, per_class):
 
 
 def test_evaluate_paper_rows_are_run_paper_protocol_on_the_same_splits(tiny_model, devfmri):
+    """Raw FC's paper row is `run_paper_protocol` on its features; tangent_fc's paper and linear-probe rows are both
+    its own pipeline (`tangent_logreg`) on its features, over the same splits."""
     data = _both_classes(devfmri, 30)
-    report = ev.evaluate(tiny_model, data, protocols="paper", n_repeats=2, show_progress=False,
+    report = ev.evaluate(tiny_model, data, protocols="paper,linear_probe", n_repeats=2, show_progress=False,
                          include_random_baseline=False)
     scans = [np.asarray(t, np.float32) for t in data["time_series"]]
     labels, _ = ev.labels_from_dataset(data)
@@ -577,6 +587,13 @@ def test_evaluate_paper_rows_are_run_paper_protocol_on_the_same_splits(tiny_mode
                                    n_repeats=2), method=ev.METHOD_RAW_FC)
     (from_evaluate,) = report.get("paper", ev.METHOD_RAW_FC)
     assert [s["scores"] for s in from_evaluate.splits] == [s["scores"] for s in direct.splits]
+    splits = ev.make_splits("repeated", labels, n_repeats=2)
+    train_x, test_x = (ev.tangent_fc_features(scans, view="pfc", seed=k, settings=tiny_model.config) for k in (0, 1))
+    tangent = ev.evaluate_features(train_x, labels, splits, test_features=test_x, classifier="tangent_logreg")
+    for protocol in ("paper", "linear_probe"):
+        (row,) = report.get(protocol, ev.METHOD_TANGENT)
+        assert [s["scores"] for s in row.splits] == [s["scores"] for s in tangent.splits]
+    assert report.settings["tangent_fc"].startswith("Ledoit-Wolf FC")
 
 
 def test_a_scan_with_nan_values_is_named_in_one_error(tiny_model, devfmri_scans):
@@ -776,3 +793,50 @@ def test_report_names_the_other_test_views(view, text):
 def test_unknown_test_view_raises_value_error():
     with pytest.raises(ValueError, match="view must be one of"):
         ev.evaluate(None, _labelled_dataset([0, 1] * 4), test_view="mean")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 19: the tangent_fc baseline and the held-out-site protocol
+# ----------------------------------------------------------------------------------------------
+
+
+def test_tangent_fc_fits_its_reference_point_on_the_training_rows_only(devfmri_scans):
+    import torch
+
+    from brainmass_hf.connectivity import spd_geometric_mean, vector_sym_matrix
+
+    features = ev.tangent_fc_features(devfmri_scans)  # 12 scans
+    labels = np.arange(12) % 2
+    train = np.arange(8)
+    pipeline = ev.make_classifier("tangent_logreg").fit(features[train], labels[train])
+    reference = pipeline[0].reference_.numpy()
+    matrices = vector_sym_matrix(torch.as_tensor(features))
+    np.testing.assert_allclose(reference, spd_geometric_mean(matrices[train]).numpy(), atol=1e-10)
+    assert np.abs(reference - spd_geometric_mean(matrices).numpy()).max() > 1e-3  # test rows would move it
+
+
+def test_tangent_fc_features_are_ledoit_wolf_views_whatever_the_checkpoints_fc_kind(devfmri_scans):
+    import torch
+
+    from brainmass_hf.configuration_brainmass import BrainMassConfig
+    from brainmass_hf.connectivity import connectivity_view, pad_time_series, sym_matrix_vector
+
+    config = BrainMassConfig.from_preset("tiny", num_rois=116, fc_kind="pearson", fisher_z=True, pfc_drop_ratio=0.5)
+    scans = devfmri_scans[:4]
+    features = ev.tangent_fc_features(scans, settings=config, view="pfc", seed=3, batch_size=4)
+    x, mask = pad_time_series(scans)
+    lw = ev.FCSettings.of(config, fc_kind="ledoit_wolf", fisher_z=False)
+    view = connectivity_view(x, mask, settings=lw, pfc=True, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(features, sym_matrix_vector(view.double()).numpy(), atol=1e-12)
+
+
+def test_evaluate_with_sites_scores_only_those_sites_scans(tiny_model, devfmri):
+    data = _both_classes(devfmri, 20)
+    data = data.remove_columns("site").add_column("site", ["kept" if i % 4 else "other" for i in range(len(data))])
+    report = ev.evaluate(tiny_model, data, protocols="paper", n_repeats=2, show_progress=False, sites="kept",
+                         include_random_baseline=False, include_tangent_baseline=False)
+    assert report.settings["num_scans"] == 30 and report.settings["sites"] == ["kept"]
+    assert "only those of site(s) kept" in report.to_markdown()
+    assert "tangent_fc baseline was not run" in report.to_markdown()
+    with pytest.raises(ValueError, match="not in column 'site'"):
+        ev.evaluate(tiny_model, data, protocols="paper", sites="NYU", show_progress=False)

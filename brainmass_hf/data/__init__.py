@@ -59,6 +59,7 @@ from .loaders import (
     load_time_series_folder,
     pretraining_corpus,
     resolve_dataset,
+    select_sites,
     time_series_list,
     validate_dataset,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "TIME_SERIES_SUFFIXES",
     "resolve_dataset",
     "pretraining_corpus",
+    "select_sites",
     "BrainMassDataError",
     "BrainMassDataWarning",
     "CONSTANT_ROI_STD",

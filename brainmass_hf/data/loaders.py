@@ -60,6 +60,8 @@ __all__ = [
     "resolve_dataset",
     "validate_dataset",
     "default_min_timepoints",
+    "select_sites",
+    "pretraining_corpus",
 ]
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
@@ -575,20 +577,81 @@ def resolve_dataset(dataset: Any, **loader_kwargs: Any) -> Any:
     return load_dataset_auto(path, **loader_kwargs)
 
 
-def pretraining_corpus(sources: Sequence[Any], **loader_kwargs: Any) -> datasets.Dataset:
+def _site_names(sites: str | Sequence[str] | None) -> list[str]:
+    """``"A,B"`` or ``["A", "B"]`` → ``["A", "B"]`` (``None`` → ``[]``)."""
+    if sites is None:
+        return []
+    if isinstance(sites, str):
+        sites = sites.split(",")
+    return [str(s).strip() for s in sites if str(s).strip()]
+
+
+def select_sites(
+    dataset: datasets.Dataset,
+    *,
+    keep: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    site_column: str = "site",
+    name: str = "the data",
+) -> datasets.Dataset:
+    """The scans of ``dataset`` whose ``site_column`` value is in ``keep`` (all when None) and not in ``exclude``.
+
+    The one site filter of the package: ``brainmass pretrain --exclude_sites`` (scans never seen in pretraining)
+    and ``brainmass evaluate --sites`` (evaluate on those sites only) both call it. ``keep`` / ``exclude`` are site
+    names or one comma-separated string. A dataset without ``site_column`` passes through unchanged when only
+    ``exclude`` is given (it holds none of those sites), and is an error when ``keep`` is. A named site that the
+    dataset does not hold is an error naming the sites it does hold (a typo would otherwise filter nothing).
+    """
+    keep, exclude = _site_names(keep), _site_names(exclude)
+    if not keep and not exclude:
+        return dataset
+    if site_column not in dataset.column_names:
+        if keep:
+            raise BrainMassDataError(
+                f"{name} has no {site_column!r} column to select sites {keep} from (columns: "
+                f"{dataset.column_names}); pass the column that names each scan's site."
+            )
+        return dataset
+    values = [str(v) for v in dataset[site_column]]
+    unknown = sorted(set(keep + exclude) - set(values))
+    if unknown:
+        raise BrainMassDataError(
+            f"Site(s) {unknown} are not in column {site_column!r} of {name}; its sites are {sorted(set(values))}."
+        )
+    rows = [i for i, v in enumerate(values) if (not keep or v in keep) and v not in exclude]
+    if not rows:
+        raise BrainMassDataError(f"No scan of {name} is left after keeping sites {keep} and excluding {exclude}.")
+    return dataset.select(rows)
+
+
+def pretraining_corpus(
+    sources: Sequence[Any], *, exclude_sites: str | Sequence[str] | None = None, **loader_kwargs: Any
+) -> datasets.Dataset:
     """Several cohorts as one unlabelled pretraining corpus: each source goes through :func:`resolve_dataset`
     (with ``loader_kwargs``), only ``subject_id`` and ``time_series`` are kept, and the rows are concatenated in
     the order given. Every source must have the same number of ROIs (one atlas, one ROI order) and the scan ids
     must be unique across sources. ``brainmass pretrain --data a,b`` calls this.
 
-    Example: ``pretraining_corpus(["../shared/data/abide1_aal116", "devfmri"])`` → 938 AAL-116 scans.
+    ``exclude_sites`` (names, or one comma-separated string) drops every scan of those sites (``site`` column,
+    :func:`select_sites`) before the columns are cut: the held-out-site protocol pretrains without them. Each
+    name must be a site of at least one source.
+
+    Example: ``pretraining_corpus(["../shared/data/abide1_aal116", "devfmri"])`` → 938 AAL-116 scans;
+    with ``exclude_sites="NYU"`` → 766.
     """
     if len(sources) == 0:
         raise BrainMassDataError("pretraining_corpus needs at least one data source.")
     columns = ["subject_id", "time_series"]
     parts, names = [], []
+    excluded = _site_names(exclude_sites)
+    held = set()
     for source in sources:
         part = resolve_dataset(source, **loader_kwargs)
+        if excluded and "site" in part.column_names:
+            present = set(map(str, part["site"])) & set(excluded)
+            held |= present
+            if present:
+                part = select_sites(part, exclude=sorted(present), name=f"data source {source!r}")
         missing = [c for c in columns if c not in part.column_names]
         if missing:
             raise BrainMassDataError(
@@ -602,6 +665,11 @@ def pretraining_corpus(sources: Sequence[Any], **loader_kwargs: Any) -> datasets
         raise BrainMassDataError(
             f"The data sources have different numbers of ROIs ({rois}); a corpus needs one atlas in one ROI order. "
             "Parcellate every cohort with the same atlas."
+        )
+    if set(excluded) - held:
+        raise BrainMassDataError(
+            f"exclude_sites {sorted(set(excluded) - held)} are not a 'site' of any data source {names}; check the "
+            "spelling (ABIDE sites are e.g. NYU, UM_1, USM)."
         )
     check_unique_ids([i for p in parts for i in p["subject_id"]], "scan ids across the data sources")
     features = parts[0].features

@@ -25,6 +25,7 @@ __all__ = [
     "METHOD_MODEL",
     "METHOD_RANDOM",
     "METHOD_RAW_FC",
+    "METHOD_TANGENT",
     "PROTOCOLS",
     "ProtocolResult",
     "decision_scores",
@@ -39,20 +40,27 @@ __all__ = [
 ]
 
 PROTOCOLS = ("paper", "linear_probe", "finetune", "few_shot", "zero_shot")
-CLASSIFIERS = ("svm", "logreg")
+CLASSIFIERS = ("svm", "logreg", "tangent_logreg")
 
 METHOD_MODEL = "BrainMass"
 METHOD_RAW_FC = "raw FC"
+METHOD_TANGENT = "tangent_fc"
 METHOD_RANDOM = "random-init BrainMass"
 
 
 def make_classifier(name: str = "svm", *, C: float = 1.0, max_iter: int = 5000) -> Pipeline:
     """`"svm"`: StandardScaler → SVC(rbf, C) (the paper's protocol); `"logreg"`: StandardScaler →
-    LogisticRegression (linear probe)."""
+    LogisticRegression (linear probe, L2); `"tangent_logreg"`: `tangent.TangentSpace` (reference point fitted on
+    the training rows) → StandardScaler → the same LogisticRegression (the `tangent_fc` baseline; its input rows are
+    `tangent_fc_features`). C = 1 (sklearn's default) unless given; nothing is tuned on test scans."""
     if name == "svm":
         return make_pipeline(StandardScaler(), SVC(kernel="rbf", C=C))
     if name in ("logreg", "linear_probe"):
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    if name == "tangent_logreg":
+        from .tangent import TangentSpace
+
+        return make_pipeline(TangentSpace(), StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {name!r}.")
 
 
@@ -209,9 +217,11 @@ def run_split_protocol(
     groups: Sequence[Any] | None = None,
     method: str = METHOD_MODEL,
     show_progress: bool = False,
+    classifier: str | None = None,
 ) -> ProtocolResult:
     """`"paper"` (StandardScaler → SVC(rbf, C=1)) or `"linear_probe"` (StandardScaler → LogisticRegression) on
-    precomputed features over `splits`.
+    precomputed features over `splits`; `classifier` (from `CLASSIFIERS`) replaces the protocol's own (a baseline
+    with a pipeline of its own, e.g. `"tangent_logreg"`).
 
     Args:
         train_features: `[N, D]`, one pFC view per scan in the authors' protocol.
@@ -230,7 +240,7 @@ def run_split_protocol(
                                             sites=sites, groups=groups)
         settings.update(n_repeats=n_repeats, test_size=test_size)
     return evaluate_features(
-        train_features, labels, splits, test_features=test_features, classifier=classifiers[protocol],
+        train_features, labels, splits, test_features=test_features, classifier=classifier or classifiers[protocol],
         protocol=protocol, method=method, settings=settings, show_progress=show_progress,
     )
 

@@ -15,12 +15,14 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from .metrics import METRICS, format_mean_std, paired_difference
-from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, ProtocolResult
+from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, ProtocolResult
 
 __all__ = ["EvaluationReport", "roc_curve_data"]
 
-_METHOD_ORDER = {METHOD_MODEL: 0, METHOD_RAW_FC: 1, METHOD_RANDOM: 2}
-_METHOD_COLOR = {METHOD_MODEL: "tab:blue", METHOD_RAW_FC: "tab:orange", METHOD_RANDOM: "tab:gray"}
+BASELINES = (METHOD_RAW_FC, METHOD_TANGENT, METHOD_RANDOM)
+_METHOD_ORDER = {METHOD_MODEL: 0, METHOD_RAW_FC: 1, METHOD_TANGENT: 2, METHOD_RANDOM: 3}
+_METHOD_COLOR = {METHOD_MODEL: "tab:blue", METHOD_RAW_FC: "tab:orange", METHOD_TANGENT: "tab:green",
+                 METHOD_RANDOM: "tab:gray"}
 _METRIC_HEADER = {
     "accuracy": "accuracy", "majority_rate": "majority-class rate", "balanced_accuracy": "balanced accuracy",
     "auc": "ROC AUC", "sensitivity": "sensitivity", "specificity": "specificity", "f1": "F1",
@@ -149,8 +151,8 @@ class EvaluationReport:
 
     # ---------------------------------------------------------------------------------------------- text
     def verdicts(self, metric: str = "auc", digits: int = 3) -> list[str]:
-        """One line per protocol name: the model's `metric` beside raw FC and random init, with the paired
-        difference (model − baseline, mean ± std over the splits both ran) and whether it is above, below or
+        """One line per protocol name: the model's `metric` beside raw FC, tangent_fc and random init, with the
+        paired difference (model − baseline, mean ± std over the splits both ran) and whether it is above, below or
         level with the baseline (more than two standard errors of the paired difference from zero)."""
         lines = []
         for name in dict.fromkeys(r.name for r in self.results):
@@ -163,7 +165,7 @@ class EvaluationReport:
                              "0.5 by construction.")
                 continue
             parts = []
-            for baseline in (METHOD_RAW_FC, METHOD_RANDOM):
+            for baseline in BASELINES:
                 other = by_method.get(baseline)
                 if other is None:
                     continue
@@ -189,6 +191,8 @@ class EvaluationReport:
                          f"curves treat {self.positive_class} as positive, {self.class_names[0]} as negative).")
         elif self.class_names:
             lines.append("Sensitivity, specificity, F1 and AUC are macro averages of one-vs-rest values.")
+        if s.get("sites"):
+            lines.append(f"Scans: only those of site(s) {', '.join(map(str, s['sites']))} (`sites=`).")
         if "test_view" in s:
             view = TEST_VIEW_TEXT[s["test_view"]].format(num_tta_views=s.get("num_tta_views", 8))
             lines.append(f"Views: training scans give one pFC view each; test scans give {view}.")
