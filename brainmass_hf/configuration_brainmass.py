@@ -249,19 +249,20 @@ def check_fc_settings(settings) -> None:
     min_scan_length(settings)  # raises when no scan could give a long enough pFC view (crop shorter than the minimum)
 
 
-def check_preprocessor_agrees(config: dict, preprocessor: dict, source: str) -> None:
-    """Raise a ``ValueError`` naming both values when ``preprocessor`` (a ``preprocessor_config.json`` dict) holds a
-    :data:`PREPROCESSOR_SETTING_NAMES` value other than ``config`` (the ``config.json`` dict) of the folder ``source``.
-    A setting the preprocessor file lacks is not a disagreement (the extractor takes the config's)."""
-    clashes = [f"{name}: preprocessor_config.json has {preprocessor[name]!r}, config.json has {config.get(name)!r}"
+def check_preprocessor_agrees(config: dict, preprocessor: dict, source: str,
+                              names: tuple[str, str] = ("preprocessor_config.json", "config.json")) -> None:
+    """Raise a ``ValueError`` naming both values when ``preprocessor`` (a feature extractor's dict, e.g. its
+    ``preprocessor_config.json``) holds a :data:`PREPROCESSOR_SETTING_NAMES` value other than ``config`` (the model
+    config's dict) of ``source`` (a folder). ``names``: what the two are called in the message. A setting the
+    preprocessor dict lacks is not a disagreement (the extractor takes the config's)."""
+    clashes = [f"{name}: {names[0]} has {preprocessor[name]!r}, {names[1]} has {config.get(name)!r}"
                for name in PREPROCESSOR_SETTING_NAMES
                if name in preprocessor and _normalised(preprocessor[name]) != _normalised(config.get(name))]
     if clashes:
         raise ValueError(
-            f"{source}: preprocessor_config.json disagrees with config.json ({'; '.join(clashes)}). The model config "
-            "owns these settings: rewrite preprocessor_config.json from it "
-            "(BrainMassFeatureExtractor.from_config(BrainMassConfig.from_pretrained(folder)).save_pretrained(folder)) "
-            "or fix config.json."
+            f"{source}: {names[0]} disagrees with {names[1]} ({'; '.join(clashes)}). The model config owns these "
+            "settings: build the feature extractor from it (BrainMassFeatureExtractor.from_config(config); for a "
+            "folder, .save_pretrained(folder) rewrites preprocessor_config.json) or fix the config."
         )
 
 

@@ -361,7 +361,8 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
             config = unwrap_model(model).config
             processing_class = kwargs.get("processing_class")
             if isinstance(processing_class, BrainMassFeatureExtractor):  # the config owns the settings it repeats
-                check_preprocessor_agrees(config.to_dict(), processing_class.to_dict(), "processing_class")
+                check_preprocessor_agrees(config.to_dict(), processing_class.to_dict(), "BrainMassPretrainingTrainer",
+                                          names=("the processing_class", "the model config"))
             else:
                 processing_class = BrainMassFeatureExtractor.from_config(config)
             data_collator = DataCollatorForPseudoFC(
