@@ -128,6 +128,10 @@ class DataCollatorForPseudoFC:
 
     def __post_init__(self):
         _check_choice("compute_fc_on", self.compute_fc_on, _PLACES)
+        for name in ("mrm_num_masked", "mrc_num_masked"):
+            if not 1 <= getattr(self, name) <= self.feature_extractor.num_rois:
+                raise ValueError(f"{name}={getattr(self, name)} must be between 1 and the feature extractor's "
+                                 f"num_rois={self.feature_extractor.num_rois}.")
 
     @classmethod
     def from_config(cls, config: BrainMassConfig, **kwargs) -> "DataCollatorForPseudoFC":
