@@ -7,14 +7,15 @@ time points each pFC view keeps and which ROIs the masked-ROI objectives hide ar
 step is then reproducible from its batch, and resuming needs only the data loader's state (the pretraining trainer
 seeds each batch's draws from the run seed, the epoch and the batch's row indices; see ``training.py``).
 
-Where FC is computed (measured with ``benchmarks/collator_vs_device.py``): by default the collators validate, pad and
-draw, and the model computes FC and the pFC views from ``time_series`` + the drawn masks on its own device
-(``compute_fc_on="model"``), because FC is two batched matmuls that an accelerator does alongside the step, while the
-collator runs in the data loader's CPU process. Measured on this project's 2-core CPU machine (torch 2.13, 1 thread,
-other jobs running; batch 64 × 168 time points × 116 ROIs, two views): Ledoit-Wolf 48 ms in the collator vs 6 ms
-padding + 77 ms in the model on the CPU; Pearson 45 ms vs 8 + 41 ms. On a CPU-only run the collator placement is as
-fast or faster and can use DataLoader workers (``compute_fc_on="collator"``); on a GPU the device placement takes the
-CPU out of the loop.
+Where FC is computed (``benchmarks/collator_vs_device.py``; ``benchmarks/results/cpu_collator_vs_device.md``): by
+default the collators validate, pad and draw, and the model computes FC and the pFC views from ``time_series`` + the
+drawn masks on its own device (``compute_fc_on="model"``), because FC is a few batched matmuls that an
+accelerator does alongside the step, while the collator runs in the data loader's CPU process. Measured on this
+project's 2-core CPU machine (AMD EPYC, torch 2.13, 1 thread, load average about 7 from other jobs; batch 64 × 168
+time points × 116 ROIs, two views): Ledoit-Wolf 33 ms in the collator vs 6 ms padding and drawing + 24 ms in the
+model on the CPU; Pearson 26 ms vs 7 + 18 ms. On a CPU-only run the two placements cost about the same and the
+collator one can use DataLoader workers (``compute_fc_on="collator"``); on a GPU the device placement takes the FC
+off the CPU.
 """
 
 from __future__ import annotations

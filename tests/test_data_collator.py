@@ -140,3 +140,8 @@ def test_finetuning_collator_draws_one_pfc_view_as_the_time_mask_and_full_view_k
         fe, compute_fc_on="collator", generator=torch.Generator().manual_seed(0))(rows)
     on_model = bm.connectivity.connectivity_view(pfc["time_series"], pfc["time_mask"], settings=config, pfc=False)
     assert (on_model - in_collator["connectivity"]).abs().max() < 1e-6
+
+
+def test_masked_roi_counts_above_the_roi_count_are_one_clear_error():
+    with pytest.raises(ValueError, match=r"mrc_num_masked=10 must be between 1 and the feature extractor's num_rois=8"):
+        bm.DataCollatorForPseudoFC(bm.BrainMassFeatureExtractor(num_rois=8), mrm_num_masked=2)

@@ -306,7 +306,8 @@ def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kept: torch.Tensor, kind
     # the dropped points first (True sorts above False); a scan that drops fewer fills its slots with kept points
     order = dropped.float().topk(max_drop, dim=-1).indices  # [V, B, max_drop]
     dropped_slot = dropped.gather(-1, order)
-    views = _in_blocks(x, (kept.shape[0], x.shape[0], x.shape[2], x.shape[2]), 1, lambda block, out: _fc_drop_views_block(
+    shape = (kept.shape[0], x.shape[0], x.shape[2], x.shape[2])
+    views = _in_blocks(x, shape, 1, lambda block, out: _fc_drop_views_block(
         x[block], mask[block], kind, fisher_z, kept[:, block], order[:, block], dropped_slot[:, block], out=out))
     return list(views.unbind(0))
 
