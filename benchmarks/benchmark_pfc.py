@@ -56,7 +56,9 @@ def run_kind(kind: str, rows: list[dict], args, device: torch.device) -> dict:
     """Both pFC views of ``rows`` three ways (see the module docstring); one result dict."""
     scans = [r["time_series"] for r in rows]
     fe = BrainMassFeatureExtractor(num_rois=scans[0].shape[1], fc_kind=kind, min_timepoints=2)
-    collator = DataCollatorForPseudoFC(fe, compute_fc_on="collator")
+    num_masked = min(5, fe.num_rois)  # the collator also draws the masked ROIs (a few per scan; R may be tiny here)
+    collator = DataCollatorForPseudoFC(fe, compute_fc_on="collator", mrm_num_masked=num_masked,
+                                       mrc_num_masked=num_masked)
     padded, mask = pad_time_series(scans)
     padded, mask = padded.to(device), mask.to(device)
     rng = np.random.default_rng(args.seed)

@@ -8,10 +8,11 @@ the EMA target encoder, masked-ROI reconstruction + classification on view 1), b
 Inputs are synthetic, built once before timing and already on the device (host-to-device copies are not timed):
 
 * ``--inputs fc`` (default, as SPEC §6): two pFC views ``(B, R, R)`` per step, made from random time series
-  ``(B, T, R)`` with :func:`brainmass_hf.connectivity.functional_connectivity` on two random 80 % subsets of the
-  time points (the pFC drop); R = 100, T = 168.
-* ``--inputs time_series``: the model gets ``time_series`` ``(B, T, R)`` and draws the two pFC views itself, on
-  its device, inside the timed step (``config.fc_kind``, Ledoit-Wolf by default).
+  ``(B, T, R)`` with :func:`brainmass_hf.connectivity.connectivity_views` on two random 80 % subsets of the
+  time points (the pFC drop); R = 100, T = 168. The masked ROIs are drawn once, as the collator draws them.
+* ``--inputs time_series``: the model gets ``time_series`` ``(B, T, R)`` + the points each view keeps (drawn once,
+  as the collator draws them) and computes the two pFC views itself, on its device, inside the timed step
+  (``config.fc_kind``, Ledoit-Wolf by default).
 
 Reported per (preset, batch, precision, inputs): samples/s, ms/step, peak memory (``torch.cuda.max_memory_allocated``
 on CUDA; on CPU the peak resident set size of the process sampled during the timed steps), and on CUDA the SPEC §6
@@ -68,7 +69,8 @@ for _path in (_ROOT, _HERE):
         sys.path.insert(0, str(_path))
 
 from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassForPreTraining  # noqa: E402
-from brainmass_hf.connectivity import functional_connectivity, pseudo_fc_time_mask  # noqa: E402
+from brainmass_hf.connectivity import connectivity_views  # noqa: E402
+from brainmass_hf.data_collator import draw_pretraining_choices  # noqa: E402
 from brainmass_hf.data_collator import DataCollatorForPseudoFC  # noqa: E402
 from reference_step import ReferencePreTraining, reference_step  # noqa: E402
 
@@ -199,19 +201,21 @@ def random_scans(batch: int, num_timepoints: int, num_rois: int, seed: int) -> n
     return (latent @ mixing + noise).astype(np.float32)
 
 
-def make_inputs(kind: str, batch: int, num_rois: int, num_timepoints: int, fc_kind: str, drop_ratio: float,
-                device: torch.device, seed: int) -> dict:
-    """Synthetic model inputs on ``device`` (built on the CPU, copied once)."""
-    g = torch.Generator().manual_seed(seed)
-    ts = torch.from_numpy(random_scans(batch, num_timepoints, num_rois, seed))
-    if kind == "time_series":
-        return {"time_series": ts.to(device)}
+def make_inputs(kind: str, batch: int, num_timepoints: int, config: BrainMassConfig, device: torch.device,
+                seed: int) -> dict:
+    """Synthetic model inputs on ``device`` (built on the CPU, copied once): ``kind="fc"`` two pFC views
+    ``(B, R, R)``, ``"time_series"`` the padded scans + ``time_mask`` + the points each view keeps (the model computes
+    the views); both with the masked ROIs. The random choices are one :func:`draw_pretraining_choices`, as
+    ``DataCollatorForPseudoFC`` draws them."""
+    ts = torch.from_numpy(random_scans(batch, num_timepoints, config.num_rois, seed))
     full = torch.ones(batch, num_timepoints, dtype=torch.bool)
-    views = []
-    for _ in range(2):  # two pFC views: FC of two independent random 80 % subsets of the time points
-        kept = pseudo_fc_time_mask(full, drop_ratio=drop_ratio, generator=g)
-        views.append(functional_connectivity(ts, kept, kind=fc_kind))
-    return {"connectivity_view1": views[0].to(device), "connectivity_view2": views[1].to(device)}
+    choices = draw_pretraining_choices(full, config, torch.Generator().manual_seed(seed))
+    if kind == "time_series":
+        inputs = {"time_series": ts, "time_mask": full, **choices}
+    else:
+        views = connectivity_views(ts, full, settings=config, view_time_masks=choices.pop("view_time_masks"))
+        inputs = {"connectivity_view1": views[0], "connectivity_view2": views[1], **choices}
+    return {k: v.to(device) for k, v in inputs.items()}
 
 
 def _autocast(device: torch.device, precision: str):
@@ -249,8 +253,10 @@ def flops_per_scan(preset: str, num_rois: int) -> tuple[float, str]:
     torch.manual_seed(0)
     model = BrainMassForPreTraining(BrainMassConfig.from_preset(preset, num_rois=num_rois)).train()
     views = torch.eye(num_rois).expand(2, -1, -1).contiguous()
+    rois = {k: v for k, v in draw_pretraining_choices(torch.ones(2, 10, dtype=torch.bool), model.config).items()
+            if k.endswith("masked_roi_indices")}
     with FlopCounterMode(display=False) as counter:
-        model(connectivity_view1=views, connectivity_view2=views).loss.backward()
+        model(connectivity_view1=views, connectivity_view2=views, **rois).loss.backward()
     return counter.get_total_flops() / 2 / 1e9, "counted (FlopCounterMode)"
 
 
@@ -300,8 +306,7 @@ def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, 
         optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=5e-5, fused=args.fused_adamw or None)
         if precision == "fp16":
             scaler = torch.amp.GradScaler(device.type)
-        inputs = make_inputs(inputs_kind, batch, args.num_rois, args.timepoints, config.fc_kind,
-                             config.pfc_drop_ratio, device, args.seed)
+        inputs = make_inputs(inputs_kind, batch, args.timepoints, config, device, args.seed)
         step_model = torch.compile(model) if args.compile else model
 
         def step():
@@ -676,7 +681,7 @@ def header(info: dict, args) -> str:
         ]
     else:
         lines += [
-            "* inputs already on the device; `fc` = two precomputed pFC views, `time_series` = pFC computed in forward",
+            "* inputs already on the device; `fc` = two precomputed pFC views, `time_series` = the drawn view masks, pFC computed in forward",
             "* each timed step ends with a device sync; samples/s = batch / median step time (mean-based figures and "
             "every step time are in the JSON)",
         ]

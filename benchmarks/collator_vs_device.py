@@ -4,13 +4,14 @@
 Batch: 64 scans × 168 time points × 116 ROIs, the bundled cohort's shape (real scans from
 ``brainmass_hf.data.load_devfmri()`` when it loads, random otherwise).
 
-* ``collator``: ``DataCollatorForPseudoFC(fe, compute_fc_on="collator")(rows)`` — validate, pad, two pFC views,
-  all on the CPU in the data-loader process. On CUDA the two ``(B, R, R)`` views must then be copied to the GPU
-  (``H2D``, timed separately).
-* ``model``: ``DataCollatorForPseudoFC(fe, compute_fc_on="model")(rows)`` — validate and pad only (CPU); the padded
-  ``time_series`` + ``time_mask`` are copied to the device and ``BrainMassForPreTraining.forward`` draws the two
-  views there. The FC part is timed exactly as the forward runs it (``model._connectivity_from_inputs(..., pfc=True)``
-  twice: input checks + pFC mask + FC), on every requested device.
+* ``collator``: ``DataCollatorForPseudoFC(fe, compute_fc_on="collator")(rows)`` — validate, pad, draw the random
+  choices, two pFC views, all on the CPU in the data-loader process. On CUDA the two ``(B, R, R)`` views must then be
+  copied to the GPU (``H2D``, timed separately).
+* ``model``: ``DataCollatorForPseudoFC(fe, compute_fc_on="model")(rows)`` — validate, pad and draw (which time points
+  each view keeps, which ROIs are masked) on the CPU; the padded ``time_series`` + ``time_mask`` +
+  ``view_time_masks`` are copied to the device and ``BrainMassForPreTraining.forward`` computes the two views there.
+  The FC part is timed exactly as the forward runs it (``model._pretraining_views``: input checks + both views from
+  the masks, sharing one ``R × R`` product per scan), on every requested device.
 
 Each cell is the median over ``--repeats`` calls after ``--warmup`` calls (CUDA synchronised around each call).
 In real training the collator runs in DataLoader worker processes and overlaps with the model's step, so
@@ -41,7 +42,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassModel  # noqa: E402
+from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassForPreTraining  # noqa: E402
 from brainmass_hf.data_collator import DataCollatorForPseudoFC  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -143,7 +144,7 @@ def run(args) -> tuple[dict, list[dict], str]:
         collate_fc = DataCollatorForPseudoFC(fe, compute_fc_on="collator")
         ms, times, out_a = timed(lambda: collate_fc(rows), args.repeats, args.warmup)
         base_a = {"fc_kind": kind, "placement": "collator", "collator_ms": ms, "collator_ms_all": times}
-        # (b) pad only in the collator; the model draws both views on its device
+        # (b) pad and draw in the collator; the model computes both views on its device
         collate_pad = DataCollatorForPseudoFC(fe, compute_fc_on="model")
         ms_pad, times_pad, out_b = timed(lambda: collate_pad(rows), args.repeats, args.warmup)
         base_b = {"fc_kind": kind, "placement": "model", "collator_ms": ms_pad, "collator_ms_all": times_pad}
@@ -159,17 +160,15 @@ def run(args) -> tuple[dict, list[dict], str]:
             r["bytes_to_device"] = sum(v.numel() * v.element_size() for v in out_a.values())
             results.append(r)
             # (b) on this device: copy time_series + mask, then two pFC views inside the model
-            model = BrainMassModel(config).to(device).train()
+            model = BrainMassForPreTraining(config).to(device).train()
             r = dict(base_b, device=str(device))
             r["h2d_ms"] = timed(lambda: _to(dict(out_b), device), args.repeats, args.warmup, device)[0] \
                 if device.type != "cpu" else 0.0
             on_dev = _to(dict(out_b), device)
-            ts, mask = on_dev["time_series"], on_dev["time_mask"]
+            ts, mask, kept = on_dev["time_series"], on_dev["time_mask"], on_dev["view_time_masks"]
 
             def two_views():
-                v1 = model._connectivity_from_inputs(None, ts, mask, pfc=True)
-                v2 = model._connectivity_from_inputs(None, ts, mask, pfc=True)
-                return v1, v2
+                return model._pretraining_views(None, None, ts, mask, kept)
 
             with torch.no_grad():
                 ms_fc, times_fc, views = timed(two_views, args.repeats, args.warmup, device)
@@ -199,9 +198,9 @@ def markdown(info: dict, results: list[dict], source: str, args) -> str:
         f"* torch {info['torch']}" + (f", CUDA {info['cuda']}" if "cuda" in info else "") + f", Python {info['python']}",
         f"* batch: {source}; two pFC views (20 % of time points dropped), median of {args.repeats} calls after "
         f"{args.warmup} warm-up",
-        "* collator ms: `DataCollatorForPseudoFC(...)(rows)` on the CPU (validate + pad [+ two pFC views]); "
-        "H2D ms: copying its output to the device; FC on device ms: the model's two "
-        "`_connectivity_from_inputs(..., pfc=True)` calls as in `forward`",
+        "* collator ms: `DataCollatorForPseudoFC(...)(rows)` on the CPU (validate + pad + draw [+ two pFC views]); "
+        "H2D ms: copying its output to the device; FC on device ms: the model's "
+        "`_pretraining_views` (both views from the drawn masks) as in `forward`",
         "",
         "| fc_kind | FC computed in | device | collator ms (CPU) | H2D ms | FC on device ms | total ms |",
         "|---|---|---|---|---|---|---|",

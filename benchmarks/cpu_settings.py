@@ -112,8 +112,7 @@ def main(argv=None) -> dict:
 
     models = {a: build(args.preset, a, args.num_rois, args.seed) for a in attentions}
     config = models[attentions[0]].config
-    inputs = make_inputs("fc", args.batch_size, args.num_rois, args.timepoints, config.fc_kind,
-                         config.pfc_drop_ratio, device, args.seed)
+    inputs = make_inputs("fc", args.batch_size, args.timepoints, config, device, args.seed)
 
     # correctness first (deep copies: the timed models below train on)
     checks = {a: bf16_check(models[a], inputs, args.check_steps, args.seed) for a in attentions}

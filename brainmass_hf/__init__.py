@@ -22,7 +22,11 @@ from .connectivity import (
     pseudo_fc_time_mask,
     pseudo_functional_connectivity,
 )
-from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
+from .data_collator import (
+    DataCollatorForConnectomeClassification,
+    DataCollatorForPseudoFC,
+    draw_pretraining_choices,
+)
 from .modeling_brainmass import (
     BrainMassForConnectomeClassification,
     BrainMassForPreTraining,
@@ -57,6 +61,7 @@ __all__ = [
     "BrainMassFeatureExtractor",
     "DataCollatorForPseudoFC",
     "DataCollatorForConnectomeClassification",
+    "draw_pretraining_choices",
     "functional_connectivity",
     "pseudo_functional_connectivity",
     "pseudo_fc_time_mask",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from transformers import PreTrainedConfig
@@ -11,6 +12,10 @@ logger = logging.getLogger(__name__)
 # The config fields that decide how a scan becomes the matrix the encoder sees (FC kind, pFC views, minimum length):
 # the feature extractor and the model card copy exactly these.
 FC_SETTING_NAMES = ("fc_kind", "fisher_z", "pfc_drop_ratio", "pfc_mask_way", "pfc_crop_length", "min_timepoints")
+# Everything preprocessor_config.json repeats from config.json. The config owns them: the feature extractor is built
+# from it (BrainMassFeatureExtractor.from_config), and a folder whose two files disagree does not load.
+PREPROCESSOR_SETTING_NAMES = ("num_rois", *FC_SETTING_NAMES, "atlas_name", "roi_names")
+
 
 # Paper presets (BrainMass, IEEE TMI 2024, Table I) for R = 100 ROIs: layers, heads, feed-forward size.
 BRAINMASS_PRESETS: dict[str, dict] = {
@@ -161,8 +166,6 @@ class BrainMassConfig(PreTrainedConfig):
         """Range checks, one ``ValueError`` per problem naming the field, the value and what is allowed."""
         from transformers.activations import ACT2FN
 
-        from .connectivity import FC_KINDS, PFC_MASK_WAYS, min_scan_length
-
         for name in ("num_rois", "num_hidden_layers", "num_attention_heads", "intermediate_size", "readout_dim",
                      "projection_hidden_size", "projection_size", "predictor_hidden_size",
                      "masked_roi_head_hidden_size"):
@@ -180,21 +183,14 @@ class BrainMassConfig(PreTrainedConfig):
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"hidden_act={self.hidden_act!r} is not a transformers activation; use one of "
                              f"{sorted(ACT2FN)}.")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "pfc_drop_ratio"):
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}.")
         if not 0.0 <= self.ema_momentum <= 1.0:
             raise ValueError(f"ema_momentum must be in [0, 1] (0.996 in the paper); got {self.ema_momentum}.")
         if self.num_prefix_tokens not in (0, 1, 2):
             raise ValueError(f"num_prefix_tokens must be 0, 1 (cls) or 2 (cls + dist); got {self.num_prefix_tokens}.")
-        if self.fc_kind not in FC_KINDS:
-            raise ValueError(f"fc_kind must be one of {FC_KINDS}; got {self.fc_kind!r}.")
-        if self.pfc_mask_way not in PFC_MASK_WAYS:
-            raise ValueError(f"pfc_mask_way must be one of {PFC_MASK_WAYS}; got {self.pfc_mask_way!r}.")
-        if self.min_timepoints < 2:
-            raise ValueError(f"min_timepoints must be at least 2 (a correlation needs two points); got "
-                             f"{self.min_timepoints}.")
-        min_scan_length(self)  # raises when no scan could give a long enough pFC view (crop shorter than the minimum)
+        check_fc_settings(self)
         for name in ("mrm_num_masked", "mrc_num_masked"):
             k = getattr(self, name)
             if not 1 <= k <= self.num_rois:
@@ -233,4 +229,60 @@ class BrainMassConfig(PreTrainedConfig):
         return cls(num_rois=num_rois, **values)
 
 
-__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS", "FC_SETTING_NAMES"]
+# --------------------------------------------------------------------------------------------------------------
+# The settings the config owns, checked where they are copied
+# --------------------------------------------------------------------------------------------------------------
+def check_fc_settings(settings) -> None:
+    """The one range check of the FC settings (:data:`FC_SETTING_NAMES`) of a config or a feature extractor: a
+    ``ValueError`` naming the field, the value and what is allowed."""
+    from .connectivity import FC_KINDS, PFC_MASK_WAYS, min_scan_length
+
+    if settings.fc_kind not in FC_KINDS:
+        raise ValueError(f"fc_kind must be one of {FC_KINDS}; got {settings.fc_kind!r}.")
+    if settings.pfc_mask_way not in PFC_MASK_WAYS:
+        raise ValueError(f"pfc_mask_way must be one of {PFC_MASK_WAYS}; got {settings.pfc_mask_way!r}.")
+    if not 0.0 <= settings.pfc_drop_ratio < 1.0:
+        raise ValueError(f"pfc_drop_ratio must be in [0, 1); got {settings.pfc_drop_ratio}.")
+    if settings.min_timepoints < 2:
+        raise ValueError(f"min_timepoints must be at least 2 (a correlation needs two points); got "
+                         f"{settings.min_timepoints}.")
+    min_scan_length(settings)  # raises when no scan could give a long enough pFC view (crop shorter than the minimum)
+
+
+def check_preprocessor_agrees(config: dict, preprocessor: dict, source: str,
+                              names: tuple[str, str] = ("preprocessor_config.json", "config.json")) -> None:
+    """Raise a ``ValueError`` naming both values when ``preprocessor`` (a feature extractor's dict, e.g. its
+    ``preprocessor_config.json``) holds a :data:`PREPROCESSOR_SETTING_NAMES` value other than ``config`` (the model
+    config's dict) of ``source`` (a folder). ``names``: what the two are called in the message. A setting the
+    preprocessor dict lacks is not a disagreement (the extractor takes the config's)."""
+    clashes = [f"{name}: {names[0]} has {preprocessor[name]!r}, {names[1]} has {config.get(name)!r}"
+               for name in PREPROCESSOR_SETTING_NAMES
+               if name in preprocessor and _normalised(preprocessor[name]) != _normalised(config.get(name))]
+    if clashes:
+        raise ValueError(
+            f"{source}: {names[0]} disagrees with {names[1]} ({'; '.join(clashes)}). The model config owns these "
+            "settings: build the feature extractor from it (BrainMassFeatureExtractor.from_config(config); for a "
+            "folder, .save_pretrained(folder) rewrites preprocessor_config.json) or fix the config."
+        )
+
+
+def read_json_beside(pretrained_model_name_or_path, filename: str, kwargs: dict) -> dict | None:
+    """The JSON file ``filename`` of a folder or Hub repo (with the load's hub arguments from ``kwargs``), or None
+    when it has none."""
+    from transformers.utils import cached_file
+
+    hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+    path = cached_file(str(pretrained_model_name_or_path), filename, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False, **hub)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _normalised(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS", "FC_SETTING_NAMES", "PREPROCESSOR_SETTING_NAMES",
+           "check_fc_settings", "check_preprocessor_agrees", "read_json_beside"]

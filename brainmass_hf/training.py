@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -28,7 +29,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.modeling_utils import unwrap_model
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
 
-from .configuration_brainmass import BrainMassConfig
+from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees
 from .data import validate_dataset
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
 from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining, BrainMassModel
@@ -65,7 +66,7 @@ _WEIGHT_FILES = (
     "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
 )
 _CHECKPOINT = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
-# Keys the pretraining trainer adds to each row so the collator can seed a batch's pFC draws (see _IndexedRows).
+# Keys the trainer adds to each row so the collator can seed a batch's draws (see _IndexedRows).
 _ROW_INDEX, _ROW_EPOCH = "_brainmass_row_index", "_brainmass_row_epoch"
 
 
@@ -219,6 +220,12 @@ class BrainMassTrainer(Trainer):
     * ``train(resume_from_checkpoint=True)`` takes the last complete checkpoint (:func:`last_complete_checkpoint`).
     * ``sync_batchnorm=True`` (or ``args.sync_batchnorm``) converts BatchNorm to ``torch.nn.SyncBatchNorm`` when the
       world size is above 1, as the authors do (GPU only in torch).
+    * With a BrainMass collator that has no ``generator`` of its own and a dataset with a length, each training
+      batch's random choices (pFC views, masked ROIs) are drawn from a generator seeded by ``(args.seed, epoch, the
+      batch's row indices)``: a step is a function of the sampler's state, so resuming from a checkpoint is exact
+      whatever the data loader had prefetched, and DataLoader workers never repeat each other's draws.
+    * Evaluation and prediction batches use the full FC: a ``DataCollatorForConnectomeClassification(view="pfc")``
+      is replaced there by its ``view="full"`` twin (the authors' fine-tuning protocol).
     """
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None, *,
@@ -232,6 +239,10 @@ class BrainMassTrainer(Trainer):
             self.args.dataloader_pin_memory = False
         if self.train_dataset is not None and not has_length(self.train_dataset) and self.args.world_size == 1:
             self.train_dataset = _StreamWithoutLoneLastRow(self.train_dataset, self._train_batch_size)
+        if _draws_in_collator(self.data_collator) and has_length(self.train_dataset):
+            self.train_dataset = _IndexedRows(self.train_dataset)
+            self.data_collator = _BatchSeededCollator(self.data_collator, self.args.seed)
+            self.add_callback(_EpochToRows(self.train_dataset))
         if sync_batchnorm is None:
             sync_batchnorm = getattr(self.args, "sync_batchnorm", False)
         self.uses_sync_batchnorm = bool(sync_batchnorm) and self.args.world_size > 1
@@ -239,10 +250,12 @@ class BrainMassTrainer(Trainer):
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
     def get_eval_dataloader(self, eval_dataset=None):
-        return super().get_eval_dataloader(_numpy_rows(eval_dataset) if eval_dataset is not None else None)
+        with _full_view_collator(self):
+            return super().get_eval_dataloader(_numpy_rows(eval_dataset) if eval_dataset is not None else None)
 
     def get_test_dataloader(self, test_dataset):
-        return super().get_test_dataloader(_numpy_rows(test_dataset))
+        with _full_view_collator(self):
+            return super().get_test_dataloader(_numpy_rows(test_dataset))
 
     def _last_batch_is_one_scan(self) -> bool:
         dataset = self.train_dataset
@@ -274,8 +287,8 @@ class BrainMassTrainer(Trainer):
 
 class _IndexedRows(torch.utils.data.Dataset):
     """Map-style rows that carry their index and the epoch, so :class:`_BatchSeededCollator` can draw a batch's
-    pFC views from ``(seed, epoch, row indices)``. The data loader prefetches the next batch before a checkpoint
-    saves the RNG state, so draws from the global RNG in the collator make resume inexact; these do not."""
+    random choices from ``(seed, epoch, row indices)``. The data loader prefetches the next batch before a checkpoint
+    saves the RNG state, so draws from a global or long-lived generator make resume inexact; these do not."""
 
     def __init__(self, rows):
         self.rows, self.epoch = rows, 0
@@ -287,13 +300,26 @@ class _IndexedRows(torch.utils.data.Dataset):
         return {**self.rows[int(index)], _ROW_INDEX: int(index), _ROW_EPOCH: self.epoch}
 
 
+def _draws_in_collator(collator) -> bool:
+    """A BrainMass collator that would draw from the global RNG (no generator of its own)."""
+    return isinstance(collator, (DataCollatorForPseudoFC, DataCollatorForConnectomeClassification)) and \
+        collator.generator is None
+
+
 @dataclass
 class _BatchSeededCollator:
-    collator: DataCollatorForPseudoFC
+    """``collator`` with a fresh generator per batch, seeded by ``(seed, epoch, row indices)``; rows without an index
+    (evaluation) go to ``collator`` as they are."""
+
+    collator: DataCollatorForPseudoFC | DataCollatorForConnectomeClassification
     seed: int
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if not features or _ROW_INDEX not in features[0]:
+            return self.collator(features)
         entropy = [self.seed, int(features[0][_ROW_EPOCH])] + [int(f.pop(_ROW_INDEX)) for f in features]
+        for f in features:
+            f.pop(_ROW_EPOCH)
         seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
         return dataclasses.replace(self.collator, generator=torch.Generator().manual_seed(seed))(features)
 
@@ -304,6 +330,19 @@ class _EpochToRows(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.rows.epoch = int(state.epoch or 0)
+
+
+@contextlib.contextmanager
+def _full_view_collator(trainer: Trainer):
+    """While building an evaluation or prediction data loader, a classification collator gives the full FC."""
+    collator = trainer.data_collator
+    inner = collator.collator if isinstance(collator, _BatchSeededCollator) else collator
+    if isinstance(inner, DataCollatorForConnectomeClassification) and inner.view != "full":
+        trainer.data_collator = dataclasses.replace(inner, view="full")
+    try:
+        yield
+    finally:
+        trainer.data_collator = collator
 
 
 class BrainMassPretrainingTrainer(BrainMassTrainer):
@@ -318,28 +357,24 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, **kwargs):
         args = args if args is not None else BrainMassPretrainingArguments(output_dir="tmp_trainer")
         _epoch_warmup(args)  # a conflicting schedule fails here, not after the first epoch
-        if data_collator is None:
+        if data_collator is None and model is not None:
+            config = unwrap_model(model).config
             processing_class = kwargs.get("processing_class")
-            if not isinstance(processing_class, BrainMassFeatureExtractor):
-                processing_class = BrainMassFeatureExtractor.from_config(unwrap_model(model).config)
-            data_collator = DataCollatorForPseudoFC(processing_class, getattr(args, "compute_fc_on", "model"))
-        seeded = (
-            isinstance(data_collator, DataCollatorForPseudoFC)
-            and data_collator.compute_fc_on == "collator"
-            and data_collator.generator is None
-            and has_length(train_dataset)
-        )
-        if seeded:
-            train_dataset = _IndexedRows(_numpy_rows(train_dataset))
-            data_collator = _BatchSeededCollator(data_collator, args.seed)
+            if isinstance(processing_class, BrainMassFeatureExtractor):  # the config owns the settings it repeats
+                check_preprocessor_agrees(config.to_dict(), processing_class.to_dict(), "BrainMassPretrainingTrainer",
+                                          names=("the processing_class", "the model config"))
+            else:
+                processing_class = BrainMassFeatureExtractor.from_config(config)
+            data_collator = DataCollatorForPseudoFC(
+                processing_class, getattr(args, "compute_fc_on", "model"), mrm_num_masked=config.mrm_num_masked,
+                mrc_num_masked=config.mrc_num_masked,
+            )
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset, **kwargs)
         present = {type(c) for c in self.callback_handler.callbacks}
         if EMATargetCallback not in present:
             self.add_callback(EMATargetCallback())
         if getattr(self.args, "clip_grad_value", 0) and GradientValueClipCallback not in present:
             self.add_callback(GradientValueClipCallback(self.args.clip_grad_value))
-        if seeded:
-            self.add_callback(_EpochToRows(self.train_dataset))
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_count = 0
         self._pooled: list[torch.Tensor] = []  # the last _RANK_BATCHES online readouts, for the effective rank
@@ -547,7 +582,8 @@ def finetune(
 ) -> BrainMassTrainer:
     """Fine-tunes :class:`BrainMassForConnectomeClassification` from an encoder (or any BrainMass) checkpoint.
 
-    Training batches use one pFC view per scan, evaluation the full FC (the model decides by its mode).
+    Training batches use one pFC view per scan, drawn by the collator (``DataCollatorForConnectomeClassification``,
+    seeded per batch from ``seed``); evaluation and prediction the full FC.
 
     Args:
         model_name_or_path: a checkpoint folder / Hub id, a config, or a ``BrainMassModel`` /

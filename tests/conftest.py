@@ -40,6 +40,15 @@ def tiny_config(num_rois=116, **kwargs):
     return bm.BrainMassConfig.from_preset("tiny", num_rois=num_rois, **values)
 
 
+def pretraining_batch(time_series, config, time_mask=None, seed=0):
+    """A pretraining batch of a padded ``time_series`` ``(B, T, R)``: ``time_series``, ``time_mask`` and the random
+    choices of one step drawn from a generator seeded ``seed`` (what ``DataCollatorForPseudoFC`` returns)."""
+    if time_mask is None:
+        time_mask = torch.ones(time_series.shape[:2], dtype=torch.bool)
+    choices = bm.draw_pretraining_choices(time_mask, config, torch.Generator().manual_seed(seed))
+    return {"time_series": time_series, "time_mask": time_mask, **choices}
+
+
 def write_nifti_scans(folder, subject_ids=("sub-01", "sub-02"), num_timepoints=40):
     """Synthetic 4D scans ``<id>_bold.nii.gz`` ``(4, 4, 4, T)`` and ``atlas.nii.gz`` with labels 1 and 2 (two ROIs)."""
     import nibabel as nib

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import brainmass_hf as bm
-from conftest import tiny_config
+from conftest import pretraining_batch, tiny_config
 
 
 def _padded_batch():
@@ -40,16 +40,16 @@ def test_encoder_forward_compiles_as_one_graph(inputs):
 
 @pytest.mark.slow  # ~9 s on the shared 2-core machine
 def test_pretraining_forward_compiles_as_one_graph_and_equals_eager():
-    # training mode: the pFC views, the masked ROIs and BatchNorm's batch statistics are compared draw for draw.
+    # training mode: the pFC views and masked ROIs come in the batch (the model draws nothing); BatchNorm's batch
+    # statistics are compared too.
     # Dropout is off here because eager CPU dropout draws its own fast mask and a compiled step torch's
     # (modeling_brainmass.inverted_dropout); the encoder test above compiles with dropout on.
     model = bm.BrainMassForPreTraining(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
     time_series, time_mask = _padded_batch()
-    torch.manual_seed(5)
-    expected = model(time_series=time_series, time_mask=time_mask)
+    batch = pretraining_batch(time_series, model.config, time_mask)
+    expected = model(**batch)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
-    torch.manual_seed(5)
-    got = compiled(time_series=time_series, time_mask=time_mask)
+    got = compiled(**batch)
     for name in ("loss", "lra_loss", "mrm_loss", "mrc_loss"):
         assert torch.allclose(got[name], expected[name], atol=1e-5), name
     model.zero_grad()

@@ -236,8 +236,8 @@ CASES = [
     ("extractor_beyond_float32", lambda t: _fe()([_set((1, 1), 1e300)(_good())], subject_ids=["big"]),
      BrainMassDataError, r"'big' \(1 values beyond float32", r"rescale"),
     # -- collators ------------------------------------------------------------------------------------------------
-    ("pfc_collator_nan", lambda t: DataCollatorForPseudoFC(_fe())(_rows([_good(), _set((0, 0), np.nan)(_good())],
-                                                                       ["ok", "bad"])),
+    ("pfc_collator_nan", lambda t: DataCollatorForPseudoFC(_fe(), mrm_num_masked=2, mrc_num_masked=3)(
+        _rows([_good(), _set((0, 0), np.nan)(_good())], ["ok", "bad"])),
      BrainMassDataError, r"'bad' \(1 NaN", r"fix the extraction"),
     ("classification_collator_all_zero",
      lambda t: DataCollatorForConnectomeClassification(_fe(), compute_fc_on="collator")(

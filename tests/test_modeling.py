@@ -7,7 +7,7 @@ from torch import nn
 
 import brainmass_hf as bm
 from brainmass_hf.connectivity import min_scan_length
-from brainmass_hf.modeling_brainmass import random_masked_roi_indices
+from brainmass_hf.data_collator import random_masked_roi_indices
 from conftest import tiny_config
 
 PAPER = {  # whole pretraining system, online encoder incl. readout + g  (SPEC §2, R = 100)
@@ -93,7 +93,8 @@ def test_masking_picks_k_distinct_rois_per_scan():
 def test_masked_tokens_carry_mask_embedding_plus_position():
     model = bm.BrainMassForPreTraining(tiny_config())
     fc = bm.functional_connectivity(torch.randn(2, 40, 116))
-    tokens, idx = model._mask_tokens(fc, 5)
+    idx = random_masked_roi_indices(2, 116, 5)
+    tokens = model._mask_tokens(fc, idx)
     assert tokens.shape == (2, 118, 116)
     pos = model.position_embeddings[0]
     b, r = 1, idx[1, 0]
@@ -143,8 +144,8 @@ def test_authors_mode_leaves_masked_roi_modules_untrained():
 
 def test_pretraining_forward_returns_every_loss_part_and_all_trainable_get_gradients(devfmri_scans):
     model = bm.BrainMassForPreTraining(tiny_config())
-    batch = bm.BrainMassFeatureExtractor.from_config(model.config)(devfmri_scans[:4], view="time_series")
-    out = model(**batch)
+    rows = [{"time_series": scan} for scan in devfmri_scans[:4]]
+    out = model(**bm.DataCollatorForPseudoFC.from_config(model.config)(rows))
     for name in ("loss", "lra_loss", "mrm_loss", "mrc_loss", "mrc_accuracy"):
         assert torch.isfinite(getattr(out, name))
     expected = out.lra_loss + 0.1 * out.mrc_loss + 2.0 * out.mrm_loss
@@ -158,8 +159,10 @@ def test_pretraining_accepts_two_connectivity_views(devfmri_scans):
     model = bm.BrainMassForPreTraining(tiny_config())
     fe = bm.BrainMassFeatureExtractor.from_config(model.config)
     v1, v2 = fe(devfmri_scans[:3], view="pfc")["connectivity"], fe(devfmri_scans[:3], view="pfc")["connectivity"]
-    out = model(connectivity_view1=v1, connectivity_view2=v2)
-    assert out.masked_roi_indices.shape == (3, 5)
+    rois = bm.draw_pretraining_choices(torch.ones(3, 10, dtype=torch.bool), model.config)
+    out = model(connectivity_view1=v1, connectivity_view2=v2, mrm_masked_roi_indices=rois["mrm_masked_roi_indices"],
+                mrc_masked_roi_indices=rois["mrc_masked_roi_indices"])
+    assert torch.equal(out.masked_roi_indices, rois["mrm_masked_roi_indices"])
 
 
 def test_save_and_load_give_identical_outputs(tmp_path, devfmri_scans):
@@ -209,16 +212,18 @@ def test_classifier_loss_follows_problem_type(problem_type, labels, num_labels):
     out.loss.backward()
 
 
-def test_classifier_uses_pfc_in_training_and_full_fc_in_eval(devfmri_scans):
-    clf = bm.BrainMassForConnectomeClassification(tiny_config(num_labels=2))
+def test_classifier_computes_fc_over_the_time_mask_in_either_mode_and_draws_nothing(devfmri_scans):
+    clf = bm.BrainMassForConnectomeClassification(tiny_config(num_labels=2, hidden_dropout_prob=0.0,
+                                                              attention_probs_dropout_prob=0.0, classifier_dropout=0.0))
     batch = bm.BrainMassFeatureExtractor.from_config(clf.config)(devfmri_scans[:3], view="time_series")
     full = bm.functional_connectivity(batch["time_series"], batch["time_mask"], kind="ledoit_wolf")
-    clf.eval()
     with torch.no_grad():
+        clf.eval()
         assert torch.allclose(clf(**batch).logits, clf(connectivity=full).logits, atol=1e-5)
-        clf.brainmass.train()  # pFC views are random: two calls differ
+        clf.brainmass.train()  # without a view in the batch, training mode uses the full FC too: no draw
         a, b = clf.brainmass(**batch).pooler_output, clf.brainmass(**batch).pooler_output
-    assert not torch.allclose(a, b)
+        assert torch.equal(a, b)
+        assert torch.allclose(a, clf.brainmass(connectivity=full).pooler_output, atol=1e-5)
 
 
 # ---- bad input: one clear error each -------------------------------------------------------------------------
@@ -281,7 +286,10 @@ def test_fc_computed_in_the_model_ignores_autocast(devfmri_scans):
 def _round_trip_inputs(model_class):
     fc = bm.functional_connectivity(torch.randn(4, 40, 116))
     if model_class is bm.BrainMassForPreTraining:
-        return {"connectivity_view1": fc, "connectivity_view2": bm.functional_connectivity(torch.randn(4, 40, 116))}
+        rois = bm.draw_pretraining_choices(torch.ones(4, 40, dtype=torch.bool), tiny_config())
+        return {"connectivity_view1": fc, "connectivity_view2": bm.functional_connectivity(torch.randn(4, 40, 116)),
+                "mrm_masked_roi_indices": rois["mrm_masked_roi_indices"],
+                "mrc_masked_roi_indices": rois["mrc_masked_roi_indices"]}
     return {"connectivity": fc}
 
 

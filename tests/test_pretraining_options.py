@@ -10,11 +10,12 @@ import torch
 
 import brainmass_hf as bm
 from brainmass_hf.connectivity import min_scan_length
+from brainmass_hf.data_collator import random_masked_roi_indices
 from brainmass_hf.evaluation import evaluate, extract_features
 from brainmass_hf.modeling_brainmass import feature_std
 from brainmass_hf.training import HEALTH_METRICS, BrainMassPretrainingArguments, BrainMassPretrainingTrainer, \
     effective_rank
-from conftest import tiny_config
+from conftest import pretraining_batch, tiny_config
 
 
 def _symmetric_fc(batch=3, r=116, seed=0):
@@ -23,7 +24,15 @@ def _symmetric_fc(batch=3, r=116, seed=0):
 
 
 def _masked(model, fc, num_masked=10, seed=0):
-    return model._mask_tokens(fc, num_masked, generator=torch.Generator().manual_seed(seed))
+    """``(tokens, indices)``: ``num_masked`` ROIs per scan drawn with ``seed``, and the masked token sequences."""
+    indices = random_masked_roi_indices(fc.shape[0], fc.shape[1], num_masked, generator=torch.Generator().manual_seed(seed))
+    return model._mask_tokens(fc, indices), indices
+
+
+def _rois(model, batch):
+    """The masked-ROI choices of a batch of ``batch`` scans (what the collator draws)."""
+    rois = bm.draw_pretraining_choices(torch.ones(batch, 10, dtype=torch.bool), model.config)
+    return {k: v for k, v in rois.items() if k.endswith("masked_roi_indices")}
 
 
 def _with_masked_rows_and_columns_changed(fc, indices):
@@ -75,7 +84,7 @@ def test_mask_roi_columns_keeps_the_original_rows_as_reconstruction_targets():
     model = bm.BrainMassForPreTraining(tiny_config(mask_roi_columns=True)).eval()
     model.mrm_head = _ZeroHead()
     fc = _symmetric_fc(batch=2)
-    out = model(connectivity_view1=fc, connectivity_view2=fc)
+    out = model(connectivity_view1=fc, connectivity_view2=fc, **_rois(model, 2))
     rows = torch.stack([fc[b, out.masked_roi_indices[b]] for b in range(2)])
     assert torch.allclose(out.mrm_loss, rows.pow(2).mean())
 
@@ -96,7 +105,7 @@ def test_spread_features_have_std_near_one_over_sqrt_dim_and_high_effective_rank
 def test_pretraining_output_carries_representation_health_without_gradients():
     model = bm.BrainMassForPreTraining(tiny_config()).train()
     fc = _symmetric_fc(batch=4)
-    out = model(connectivity_view1=fc, connectivity_view2=fc)
+    out = model(connectivity_view1=fc, connectivity_view2=fc, **_rois(model, 4))
     assert out.pooled_output.shape == (4, model.config.pooled_size) and not out.pooled_output.requires_grad
     assert out.feature_std.shape == () and 0 < float(out.feature_std) < 1
     assert out.online_target_cosine.shape == () and -1 <= float(out.online_target_cosine) <= 1
@@ -196,5 +205,5 @@ def test_window_views_pretrain_with_the_drop_minimum_scan_length():
     assert min_scan_length(config) == min_scan_length(tiny_config())
     model = bm.BrainMassForPreTraining(config).train()
     time_series = torch.randn(4, 40, 116)
-    out = model(time_series=time_series, time_mask=torch.ones(4, 40, dtype=torch.bool))
+    out = model(**pretraining_batch(time_series, config))
     assert torch.isfinite(out.loss)

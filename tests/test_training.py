@@ -95,15 +95,53 @@ def _resume_matches_a_straight_run(tmp_path, data, resume_latest: bool, **kwargs
     assert sorted(got) == [1, 2, 3, 4, 5, 6]
     for step in got:
         assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
+    straight_weights, resumed_weights = straight.model.state_dict(), resumed.model.state_dict()
+    for name, value in straight_weights.items():  # the same run: same weights, EMA target and BatchNorm statistics
+        assert torch.allclose(resumed_weights[name].float(), value.float(), atol=1e-6), name
 
 
 def test_resume_from_checkpoint_continues_with_the_same_losses(tmp_path, devfmri):
     _resume_matches_a_straight_run(tmp_path, devfmri.select(range(16)), resume_latest=False)
 
 
-def test_resume_is_exact_when_the_collator_draws_the_views(tmp_path, devfmri):
+def test_resume_is_exact_when_the_collator_also_computes_the_views(tmp_path, devfmri):
     # the data loader runs the collator for the next batch before the checkpoint saves the RNG state
     _resume_matches_a_straight_run(tmp_path, devfmri.select(range(16)), resume_latest=False, compute_fc_on="collator")
+
+
+def test_a_training_batch_draws_from_the_run_seed_epoch_and_rows_not_the_global_rng(tmp_path, devfmri):
+    # why resume needs only the data loader's state: the sampler gives the rows, and the rows give the draws
+    trainer = BrainMassPretrainingTrainer(model=bm.BrainMassForPreTraining(tiny_config()), args=_args(tmp_path),
+                                          train_dataset=devfmri.select(range(8)))
+
+    def batch(rows=(3, 1, 5, 0), epoch=0, global_seed=0):
+        torch.manual_seed(global_seed)
+        trainer.train_dataset.epoch = epoch
+        return trainer.data_collator([trainer.train_dataset[i] for i in rows])
+
+    first = batch()
+    assert set(first) == {"time_series", "time_mask", "view_time_masks", "mrm_masked_roi_indices",
+                          "mrc_masked_roi_indices"}
+    assert all(torch.equal(first[k], v) for k, v in batch(global_seed=7).items())
+    assert not torch.equal(first["view_time_masks"], batch(epoch=1)["view_time_masks"])
+    assert not torch.equal(first["mrm_masked_roi_indices"], batch(rows=(3, 1, 5, 2))["mrm_masked_roi_indices"])
+
+
+def test_finetuning_trains_on_pfc_views_and_evaluates_on_the_full_fc(tmp_path, devfmri):
+    from brainmass_hf.training import BrainMassTrainer
+
+    config = tiny_config(num_labels=2)
+    collator = bm.DataCollatorForConnectomeClassification(bm.BrainMassFeatureExtractor.from_config(config))
+    data = devfmri.select(range(8))
+    args = _args(tmp_path, per_device_train_batch_size=4, per_device_eval_batch_size=4, label_names=["labels"])
+    trainer = BrainMassTrainer(model=bm.BrainMassForConnectomeClassification(config), args=args, train_dataset=data,
+                               eval_dataset=data, data_collator=collator)
+    train_batch = next(iter(trainer.get_train_dataloader()))
+    eval_batch = next(iter(trainer.get_eval_dataloader()))
+    test_batch = next(iter(trainer.get_test_dataloader(data)))
+    assert train_batch["time_mask"].sum(-1).tolist() == [168 - 33] * 4  # one pFC view per scan
+    assert eval_batch["time_mask"].all() and test_batch["time_mask"].all()  # all 168 points
+    assert trainer.data_collator.collator is collator  # the training collator is restored
 
 
 def test_resume_from_latest_skips_a_partially_written_checkpoint(tmp_path, devfmri):

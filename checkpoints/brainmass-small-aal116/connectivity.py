@@ -41,6 +41,7 @@ __all__ = [
     "pseudo_functional_connectivity",
     "connectivity_view",
     "connectivity_views",
+    "pseudo_fc_time_masks",
     "fc_upper_triangle",
     "num_timepoints_after_drop",
     "num_timepoints_kept",
@@ -294,23 +295,27 @@ def _kept_after_drop(mask: torch.Tensor, order: torch.Tensor, dropped_slot: torc
     return mask.scatter(1, order, mask.gather(1, order) & ~dropped_slot)
 
 
-def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kind: str, fisher_z: bool, drop_ratio: float,
-                   num_views: int, generator) -> list[torch.Tensor]:
-    """``num_views`` ``"drop"`` pFC views ``(B, R, R)`` of one batch: the numbers of ``num_views`` calls of
-    ``_fc(x, pseudo_fc_time_mask(mask, ...))`` with the same random draws (drawn here for the whole batch, view by
-    view, in that order), at a fraction of the cost. See :func:`_fc_drop_views_block`."""
-    draws = [_dropped_points(mask, drop_ratio, generator) for _ in range(num_views)]
-    order = torch.stack([o for o, _ in draws])  # [V, B, max_drop]
-    dropped_slot = draws[0][1]  # [B, max_drop]: how many points a scan drops does not depend on the draw
-    views = _in_blocks(x, (num_views, x.shape[0], x.shape[2], x.shape[2]), 1, lambda block, out: _fc_drop_views_block(
-        x[block], mask[block], kind, fisher_z, order[:, block], dropped_slot[block], out=out))
+def _fc_drop_views(x: torch.Tensor, mask: torch.Tensor, kept: torch.Tensor, kind: str, fisher_z: bool,
+                   drop_ratio: float) -> list[torch.Tensor]:
+    """The ``"drop"`` pFC views ``(B, R, R)`` that keep the points ``kept`` ``(V, B, T)`` (subsets of ``mask``): the
+    numbers of ``_fc(x, kept[v])`` for each view, at a fraction of the cost. Each view may drop at most
+    ``int(drop_ratio * T)`` of the valid points (what :func:`pseudo_fc_time_mask` draws with that ratio): that
+    bound is the static size of the dropped-point index, so no host sync. See :func:`_fc_drop_views_block`."""
+    dropped = mask.unsqueeze(0) & ~kept  # [V, B, T]
+    max_drop = int(drop_ratio * mask.shape[1])
+    # the dropped points first (True sorts above False); a scan that drops fewer fills its slots with kept points
+    order = dropped.float().topk(max_drop, dim=-1).indices  # [V, B, max_drop]
+    dropped_slot = dropped.gather(-1, order)
+    shape = (kept.shape[0], x.shape[0], x.shape[2], x.shape[2])
+    views = _in_blocks(x, shape, 1, lambda block, out: _fc_drop_views_block(
+        x[block], mask[block], kind, fisher_z, kept[:, block], order[:, block], dropped_slot[:, block], out=out))
     return list(views.unbind(0))
 
 
-def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None) -> torch.Tensor:
+def _fc_drop_views_block(x, mask, kind, fisher_z, kept, order, dropped_slot, out=None) -> torch.Tensor:
     """The views ``(V, b, R, R)`` of one block, all views at once. The cross-products of all valid points, ``Σ_t xc_t xc_tᵀ``
     (``xc`` centred on the scan's mean ``m``), are computed once per scan; a view that drops the points ``D``
-    (``order[v]`` where ``dropped_slot``) and keeps ``K`` has
+    (``order[v]`` where ``dropped_slot[v]``) and keeps ``K`` has
     ``Σ_{t∈K} (x_t − m_K)(x_t − m_K)ᵀ = Σ_t xc_t xc_tᵀ − Σ_{t∈D} xc_t xc_tᵀ − n_K (m_K − m)(m_K − m)ᵀ``: one small
     product over the dropped points, the mean term as an extra row. Ledoit-Wolf's per-point energies are expanded
     the same way, so no ``(B, T, R)`` tensor is made per view."""
@@ -318,7 +323,7 @@ def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None)
     xc, n = _centered(x, mask)  # zero at invalid points
     total = xc.sum(dim=1)  # [B, R]: 0 up to rounding, kept so that the view means are exact
     gram = xc.transpose(1, 2) @ xc  # [B, R, R], shared by every view
-    num_kept = n - dropped_slot.sum(dim=1)
+    num_kept = n - dropped_slot.sum(dim=-1)  # [V, B]
     kept_f = num_kept.to(x.dtype).clamp_min(1)
     index = order.unsqueeze(-1).expand(-1, -1, -1, num_rois)
     dropped = xc.unsqueeze(0).expand(num_views, -1, -1, -1).gather(2, index)
@@ -332,10 +337,9 @@ def _fc_drop_views_block(x, mask, kind, fisher_z, order, dropped_slot, out=None)
         iv = inv_var.view(num_views, batch, num_rois)
         energy = xc.pow(2) @ iv.permute(1, 2, 0) - 2.0 * (xc @ (shift * iv).permute(1, 2, 0))  # [B, T, V]
         energy = energy.permute(2, 0, 1) + (shift.pow(2) * iv).sum(dim=-1, keepdim=True)  # [V, B, T]
-        kept = torch.stack([_kept_after_drop(mask, o, dropped_slot) for o in order])
         return (energy * kept.to(energy.dtype)).flatten(0, 1)
 
-    fc = _fc_from_cross(cross, num_kept.repeat(num_views), kind, fisher_z, row_energy_of, out=out)
+    fc = _fc_from_cross(cross, num_kept.flatten(), kind, fisher_z, row_energy_of, out=out)
     return fc.view(num_views, batch, num_rois, num_rois)  # `out` itself when given
 
 
@@ -457,25 +461,61 @@ def connectivity_view(time_series, time_mask=None, *, settings, pfc: bool, gener
     return fc[0] if squeeze else fc
 
 
-def connectivity_views(time_series, time_mask=None, *, settings, num_views: int = 2, generator=None) -> list[torch.Tensor]:
-    """``num_views`` independent pFC views of each scan, the pretraining inputs: the same random draws and the same
-    numbers (to float rounding) as ``num_views`` calls of ``connectivity_view(..., pfc=True)`` with ``generator``.
+def pseudo_fc_time_masks(time_mask: torch.Tensor, *, settings, num_views: int = 2,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """The time points each of ``num_views`` independent pFC views keeps, with the pFC settings of ``settings`` (a
+    ``BrainMassConfig`` or a ``BrainMassFeatureExtractor``): ``num_views`` calls of :func:`pseudo_fc_time_mask` with
+    ``generator``, in view order (the draws of ``num_views`` ``connectivity_view(..., pfc=True)`` calls).
 
-    For ``settings.pfc_mask_way == "drop"`` (the default) the views share one ``R × R`` product of all valid points
-    per scan and each view subtracts that of its dropped points, so two views cost about as much as one full FC.
-    Same contract as :func:`connectivity_view`: shapes checked, values not (no host sync).
+    Args:
+        time_mask: bool ``(batch_size, num_timepoints)``, the valid points of each scan.
+    Returns:
+        bool ``(batch_size, num_views, num_timepoints)``, each view a subset of ``time_mask``.
+    """
+    time_mask = torch.as_tensor(time_mask).bool()
+    views = [pseudo_fc_time_mask(time_mask, settings.pfc_drop_ratio, settings.pfc_mask_way, settings.pfc_crop_length,
+                                 generator) for _ in range(num_views)]
+    return torch.stack(views, dim=1)
+
+
+def connectivity_views(time_series, time_mask=None, *, settings, view_time_masks=None, num_views: int = 2,
+                       generator=None) -> list[torch.Tensor]:
+    """pFC views of each scan, the pretraining inputs: the FC of the time points each view keeps.
+
+    Args:
+        time_series: ``(batch_size, num_timepoints, num_rois)`` (or one scan ``(num_timepoints, num_rois)``).
+        time_mask: bool ``(batch_size, num_timepoints)``, the valid points; default all.
+        settings: a ``BrainMassConfig`` or ``BrainMassFeatureExtractor`` (``fc_kind``, ``fisher_z``, ``pfc_*``).
+        view_time_masks: bool ``(batch_size, num_views, num_timepoints)``, the points each view keeps (subsets of
+            ``time_mask``; what :func:`pseudo_fc_time_masks` draws). When None, ``num_views`` views are drawn here
+            with ``generator`` (the same draws and numbers as ``num_views`` ``connectivity_view(..., pfc=True)``
+            calls). With ``settings.pfc_mask_way == "drop"`` a view may drop at most ``int(pfc_drop_ratio *
+            num_timepoints)`` valid points (true of every draw with those settings).
+
+    For ``"drop"`` views (the default) the views share one ``R × R`` product of all valid points per scan and each
+    view subtracts that of its dropped points, so two views cost about as much as one full FC. Same contract as
+    :func:`connectivity_view`: shapes checked, values not (no host sync).
 
     Returns:
         a list of ``num_views`` tensors ``(batch_size, num_rois, num_rois)`` (``(num_rois, num_rois)`` for one scan).
     """
-    if settings.pfc_mask_way != "drop":
-        return [connectivity_view(time_series, time_mask, settings=settings, pfc=True, generator=generator)
-                for _ in range(num_views)]
     x = torch.as_tensor(time_series)
     with torch.autocast(device_type=x.device.type, enabled=False):
         x, mask, squeeze = _as_batch(x.float(), time_mask)
-        views = _fc_drop_views(x, mask, settings.fc_kind, settings.fisher_z, settings.pfc_drop_ratio, num_views,
-                               generator)
+        if view_time_masks is None:
+            view_time_masks = pseudo_fc_time_masks(mask, settings=settings, num_views=num_views, generator=generator)
+        kept = torch.as_tensor(view_time_masks, device=x.device).bool()
+        kept = kept.unsqueeze(0) if squeeze and kept.dim() == 2 else kept
+        if kept.dim() != 3 or kept.shape[0] != x.shape[0] or kept.shape[2] != x.shape[1]:
+            raise ValueError(
+                f"view_time_masks must have shape (batch_size, num_views, num_timepoints) = ({x.shape[0]}, V, "
+                f"{x.shape[1]}) to match time_series; got {tuple(kept.shape)}."
+            )
+        kept = kept.transpose(0, 1) & mask.unsqueeze(0)  # [V, B, T]
+        if settings.pfc_mask_way == "drop":
+            views = _fc_drop_views(x, mask, kept, settings.fc_kind, settings.fisher_z, settings.pfc_drop_ratio)
+        else:
+            views = [_fc(x, view, settings.fc_kind, settings.fisher_z) for view in kept.unbind(0)]
     return [v[0] for v in views] if squeeze else views
 
 

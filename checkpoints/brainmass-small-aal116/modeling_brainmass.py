@@ -1,14 +1,16 @@
 """BrainMass: a self-supervised foundation model of brain networks (Yang et al., IEEE TMI 2024, arXiv 2403.01433).
 
-Reading order follows the data: output dataclasses → helpers (sinusoidal positions, masked-ROI draws) →
+Reading order follows the data: output dataclasses → helpers (sinusoidal positions, row gathers, shape checks) →
 attention → feed-forward → layer → encoder → ``BrainMassPreTrainedModel`` → ``BrainMassModel`` →
 ``BrainMassForPreTraining`` → ``BrainMassForConnectomeClassification``.
 
 Every model takes FC matrices ``connectivity`` of shape ``(batch_size, num_rois, num_rois)``, or raw ROI
 ``time_series`` of shape ``(batch_size, num_timepoints, num_rois)`` with a boolean ``time_mask``
-``(batch_size, num_timepoints)`` for padded batches; then FC is computed on the model's device with the
-checkpoint's own preprocessing (``config.fc_kind``, ``config.pfc_*``): pFC views while training, full FC in
-evaluation. See ``data_collator.py`` for the measurement behind that choice.
+``(batch_size, num_timepoints)`` (the time points FC uses: the valid points of a padded batch, or the points a pFC
+view keeps); then FC is computed on the model's device with the checkpoint's own preprocessing (``config.fc_kind``,
+``config.fisher_z``). The models draw nothing (dropout aside): the pFC views and the masked ROIs of pretraining come
+in the batch, drawn by the data collators (``data_collator.py``), so an output is a function of the batch, in
+training and evaluation mode alike.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, can_return_tuple
 
-from .configuration_brainmass import BrainMassConfig
+from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees, read_json_beside
 from .connectivity import connectivity_view, connectivity_views
 
 __all__ = [
@@ -40,7 +42,6 @@ __all__ = [
     "BrainMassForPreTraining",
     "BrainMassForConnectomeClassification",
     "feature_std",
-    "random_masked_roi_indices",
     "sinusoidal_position_table",
 ]
 
@@ -88,14 +89,6 @@ def sinusoidal_position_table(num_positions: int, dim: int) -> torch.Tensor:
     angles = position / torch.pow(10000.0, exponent)[None, :]
     table = torch.where(torch.arange(dim)[None, :] % 2 == 0, torch.sin(angles), torch.cos(angles))
     return table.float()
-
-
-def random_masked_roi_indices(
-    batch_size: int, num_rois: int, num_masked: int, device=None, generator: torch.Generator | None = None
-) -> torch.LongTensor:
-    """``num_masked`` distinct ROIs per scan, drawn uniformly: ``(batch_size, num_masked)``. One call for the batch."""
-    scores = torch.rand(batch_size, num_rois, device=device, generator=generator)
-    return scores.topk(num_masked, dim=1).indices
 
 
 def feature_std(features: torch.Tensor) -> torch.Tensor:
@@ -360,7 +353,8 @@ class BrainMassPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, allow_partial_loading: bool = False,
                         **kwargs):
         """``PreTrainedModel.from_pretrained`` that refuses a checkpoint lacking encoder weights the config needs
-        (e.g. fewer layers than ``num_hidden_layers``), and re-applies what the weights do not hold (frozen EMA
+        (e.g. fewer layers than ``num_hidden_layers``) or whose ``preprocessor_config.json`` disagrees with its
+        ``config.json`` (``ValueError`` naming both values), and re-applies what the weights do not hold (frozen EMA
         target, frozen masked-ROI modules, a target copied from the online network when the folder has none).
 
         Args:
@@ -384,6 +378,11 @@ class BrainMassPreTrainedModel(PreTrainedModel):
                 "download or save the checkpoint again."
             ) from error
         model._after_loading(set(info["missing_keys"]), str(pretrained_model_name_or_path), allow_partial_loading)
+        # the config owns the preprocessing settings; a folder whose preprocessor_config.json says otherwise is refused
+        preprocessor = read_json_beside(pretrained_model_name_or_path, "preprocessor_config.json", kwargs)
+        config = read_json_beside(pretrained_model_name_or_path, "config.json", kwargs) if preprocessor else None
+        if config is not None:
+            check_preprocessor_agrees(config, preprocessor, str(pretrained_model_name_or_path))
         return (model, info) if output_loading_info else model
 
     def _after_loading(self, missing_keys: set[str], source: str, allow_partial_loading: bool):
@@ -411,9 +410,10 @@ class BrainMassPreTrainedModel(PreTrainedModel):
         time_mask = None if time_mask is None else time_mask.to(weight.device)
         return time_series.to(weight.device), time_mask, weight.dtype
 
-    def _connectivity_from_inputs(self, connectivity, time_series, time_mask, pfc: bool, generator=None):
-        """FC ``(batch, R, R)`` from either input; a pFC view when ``pfc`` (``config.pfc_*``), else full FC.
-        FC is computed on the model's device; no value checks (see ``_check_connectivity_shape``)."""
+    def _connectivity_from_inputs(self, connectivity, time_series, time_mask):
+        """FC ``(batch, R, R)`` from either input: ``connectivity`` as given, or the FC of ``time_series`` over the
+        points ``time_mask`` keeps (``config.fc_kind``, ``config.fisher_z``), computed on the model's device; no
+        value checks (see ``_check_connectivity_shape``)."""
         if (connectivity is None) == (time_series is None):
             raise ValueError("Pass exactly one of connectivity (batch_size, R, R) or time_series (batch_size, T, R).")
         if connectivity is not None:
@@ -421,7 +421,7 @@ class BrainMassPreTrainedModel(PreTrainedModel):
             _check_connectivity_shape(connectivity, self.config)
             return connectivity.to(device=weight.device, dtype=weight.dtype)
         time_series, time_mask, dtype = self._time_series_on_device(time_series, time_mask)
-        return connectivity_view(time_series, time_mask, settings=self.config, pfc=pfc, generator=generator).to(dtype)
+        return connectivity_view(time_series, time_mask, settings=self.config, pfc=False).to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -459,8 +459,10 @@ class BrainMassModel(BrainMassPreTrainedModel):
         Args:
             connectivity: FC matrices ``(batch_size, num_rois, num_rois)``.
             time_series: alternatively ROI signals ``(batch_size, num_timepoints, num_rois)``; FC is computed here
-                (a pFC view in training mode, full FC in eval mode) with the config's FC settings.
-            time_mask: bool ``(batch_size, num_timepoints)`` for padded ``time_series`` (``True`` = valid).
+                with the config's FC settings over the points ``time_mask`` keeps, in training and eval mode alike
+                (a pFC view comes from the collator as a ``time_mask``: ``DataCollatorForConnectomeClassification``).
+            time_mask: bool ``(batch_size, num_timepoints)``, the time points FC uses (``True`` = use): the valid
+                points of a padded batch, or those of a pFC view. Default: all.
             output_attentions: return per-layer attention maps ``(batch_size, heads, num_rois, num_rois)``
                 (computed with eager attention).
             output_hidden_states: return the input and every layer's output ``(batch_size, num_rois, num_rois)``.
@@ -473,7 +475,7 @@ class BrainMassModel(BrainMassPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        connectivity = self._connectivity_from_inputs(connectivity, time_series, time_mask, pfc=self.training)
+        connectivity = self._connectivity_from_inputs(connectivity, time_series, time_mask)
         last, hidden, attentions = self.encoder(connectivity, output_attentions, output_hidden_states)
         return BaseModelOutputWithPooling(
             last_hidden_state=last, pooler_output=self.readout(last), hidden_states=hidden, attentions=attentions
@@ -599,19 +601,66 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         """``2 − 2 cos(prediction, target)`` per scan ``(batch,)``."""
         return 2.0 - 2.0 * F.cosine_similarity(prediction, target.detach(), dim=-1)
 
-    def _mask_tokens(self, connectivity: torch.Tensor, num_masked: int, generator=None):
-        """Masked token sequence ``(B, prefix + R, R)`` and the masked ROI indices ``(B, k)``. Mask, then prepend
-        the prefix tokens, then add positions (the authors' order, so each masked slot keeps its position).
-        ``config.mask_roi_columns`` also zeroes column ``i`` of every token (FC is symmetric: it holds row ``i``)."""
+    def _mask_tokens(self, connectivity: torch.Tensor, indices: torch.LongTensor) -> torch.Tensor:
+        """Masked token sequence ``(B, prefix + R, R)``: the rows ``indices`` ``(B, k)`` of ``connectivity``
+        ``(B, R, R)`` replaced by the mask embedding. Mask, then prepend the prefix tokens, then add positions (the
+        authors' order, so each masked slot keeps its position). ``config.mask_roi_columns`` also zeroes column ``i``
+        of every token (FC is symmetric: it holds row ``i``)."""
         batch, r, _ = connectivity.shape
-        indices = random_masked_roi_indices(batch, r, num_masked, connectivity.device, generator)
         is_masked = torch.zeros(batch, r, dtype=torch.bool, device=connectivity.device).scatter_(1, indices, True)
         if self.config.mask_roi_columns:
             connectivity = connectivity.masked_fill(is_masked[:, None, :], 0.0)
         tokens = torch.where(is_masked[..., None], self.mask_embedding.to(connectivity.dtype), connectivity)
         prefix = [t.to(tokens.dtype).expand(batch, -1, -1) for t in self.prefix_tokens()]
         tokens = torch.cat([*prefix, tokens], dim=1)
-        return tokens + self.position_embeddings.to(tokens.dtype), indices
+        return tokens + self.position_embeddings.to(tokens.dtype)
+
+    def _pretraining_views(self, connectivity_view1, connectivity_view2, time_series, time_mask, view_time_masks):
+        """The two views ``(B, R, R)`` from either input, on the model's device: given, or the FC of ``time_series``
+        over each view's kept points (both at once: they share one ``R × R`` product per scan). Shape checks only."""
+        if time_series is None:
+            if connectivity_view1 is None or connectivity_view2 is None:
+                raise ValueError("BrainMassForPreTraining needs connectivity_view1 and connectivity_view2, or "
+                                 "time_series + view_time_masks.")
+            if connectivity_view1.shape != connectivity_view2.shape:
+                raise ValueError(
+                    f"The two views must have the same shape; got {tuple(connectivity_view1.shape)} and "
+                    f"{tuple(connectivity_view2.shape)}."
+                )
+            return (self._connectivity_from_inputs(connectivity_view1, None, None),
+                    self._connectivity_from_inputs(connectivity_view2, None, None))
+        if connectivity_view1 is not None or connectivity_view2 is not None:
+            raise ValueError("Pass either two connectivity views or time_series, not both.")
+        if view_time_masks is None:
+            raise ValueError(
+                "BrainMassForPreTraining draws nothing: with time_series, pass view_time_masks (batch_size, 2, "
+                "num_timepoints), the points each pFC view keeps, and the masked ROIs, as DataCollatorForPseudoFC "
+                "returns them (brainmass_hf.draw_pretraining_choices(time_mask, model.config, generator) draws "
+                "them for a batch you built)."
+            )
+        time_series, time_mask, dtype = self._time_series_on_device(time_series, time_mask)
+        expected = (time_series.shape[0], 2, time_series.shape[1])
+        if tuple(view_time_masks.shape) != expected:
+            raise ValueError(f"view_time_masks must have shape (batch_size, 2, num_timepoints) = {expected}; got "
+                             f"{tuple(view_time_masks.shape)}.")
+        views = connectivity_views(time_series, time_mask, settings=self.config,
+                                   view_time_masks=view_time_masks.to(time_series.device))
+        return views[0].to(dtype), views[1].to(dtype)
+
+    def _masked_roi_indices(self, indices, name: str, num_masked: int, batch: int, device) -> torch.LongTensor:
+        """``indices`` ``(batch, num_masked)`` on ``device``, shape-checked against the config."""
+        if indices is None:
+            raise ValueError(
+                f"BrainMassForPreTraining draws nothing: pass {name} (batch_size, {num_masked}), as "
+                "DataCollatorForPseudoFC returns it (brainmass_hf.draw_pretraining_choices draws it for a batch you "
+                "built)."
+            )
+        if tuple(indices.shape) != (batch, num_masked):
+            raise ValueError(
+                f"{name} must have shape (batch_size, {num_masked}) = ({batch}, {num_masked}) for this config; got "
+                f"{tuple(indices.shape)}. Build the collator with DataCollatorForPseudoFC.from_config(model.config)."
+            )
+        return indices.to(device=device, dtype=torch.long)
 
     @can_return_tuple
     def forward(
@@ -620,36 +669,37 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         connectivity_view2: torch.Tensor | None = None,
         time_series: torch.Tensor | None = None,
         time_mask: torch.Tensor | None = None,
+        view_time_masks: torch.Tensor | None = None,
+        mrm_masked_roi_indices: torch.LongTensor | None = None,
+        mrc_masked_roi_indices: torch.LongTensor | None = None,
     ) -> BrainMassPreTrainingOutput:
         """
+        The random choices of the step come in the batch (:class:`~brainmass_hf.DataCollatorForPseudoFC` draws
+        them): the model draws nothing, so with dropout off the same batch gives the same loss.
+
         Args:
             connectivity_view1, connectivity_view2: two pFC views ``(batch_size, num_rois, num_rois)``.
-            time_series: alternatively ROI signals ``(batch_size, num_timepoints, num_rois)`` (+ ``time_mask``
-                ``(batch_size, num_timepoints)``); two independent pFC views are drawn here, on the model's device.
-                Inputs must have passed the entry-point checks (feature extractor / collator): no values are
-                checked here, so the step never waits for the host.
+            time_series: alternatively ROI signals ``(batch_size, num_timepoints, num_rois)`` with ``time_mask``
+                ``(batch_size, num_timepoints)`` (the valid points) and ``view_time_masks``
+                ``(batch_size, 2, num_timepoints)`` (the points each view keeps; with ``pfc_mask_way="drop"`` a view
+                drops at most ``int(pfc_drop_ratio * num_timepoints)`` points, as every draw with the config does);
+                the two views are computed here, on the model's device. Inputs must have passed the entry-point
+                checks (feature extractor / collator): no values are checked here, so the step never waits for the
+                host.
+            mrm_masked_roi_indices: ``(batch_size, mrm_num_masked)`` distinct ROIs hidden for reconstruction.
+            mrc_masked_roi_indices: ``(batch_size, mrc_num_masked)`` distinct ROIs hidden for classification.
             return_dict: ``False`` gives a tuple.
         Returns:
             :class:`BrainMassPreTrainingOutput` with the total ``loss`` and every part.
         """
         cfg = self.config
-        if time_series is not None:
-            if connectivity_view1 is not None or connectivity_view2 is not None:
-                raise ValueError("Pass either two connectivity views or time_series, not both.")
-            # both views at once: they share one R × R product per scan
-            time_series, time_mask, dtype = self._time_series_on_device(time_series, time_mask)
-            view1, view2 = (v.to(dtype) for v in connectivity_views(time_series, time_mask, settings=cfg))
-        else:
-            if connectivity_view1 is None or connectivity_view2 is None:
-                raise ValueError("BrainMassForPreTraining needs connectivity_view1 and connectivity_view2, or time_series.")
-            if connectivity_view1.shape != connectivity_view2.shape:
-                raise ValueError(
-                    f"The two views must have the same shape; got {tuple(connectivity_view1.shape)} and "
-                    f"{tuple(connectivity_view2.shape)}."
-                )
-            view1 = self._connectivity_from_inputs(connectivity_view1, None, None, pfc=False)
-            view2 = self._connectivity_from_inputs(connectivity_view2, None, None, pfc=False)
+        view1, view2 = self._pretraining_views(connectivity_view1, connectivity_view2, time_series, time_mask,
+                                               view_time_masks)
         batch = view1.shape[0]
+        mrm_indices = self._masked_roi_indices(mrm_masked_roi_indices, "mrm_masked_roi_indices", cfg.mrm_num_masked,
+                                               batch, view1.device)
+        mrc_indices = self._masked_roi_indices(mrc_masked_roi_indices, "mrc_masked_roi_indices", cfg.mrc_num_masked,
+                                               batch, view1.device)
         if batch < 2 and self.training:
             raise ValueError("Pretraining needs at least 2 scans per batch (BatchNorm in the heads).")
 
@@ -666,8 +716,7 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         lra_loss = (self._alignment_loss(pred1, target2) + self._alignment_loss(pred2, target1)).mean()
 
         # MRM and MRC: both masked sequences of view 1 through the online layers in one pass (no readout).
-        mrm_tokens, mrm_indices = self._mask_tokens(view1, cfg.mrm_num_masked)
-        mrc_tokens, mrc_indices = self._mask_tokens(view1, cfg.mrc_num_masked)
+        mrm_tokens, mrc_tokens = self._mask_tokens(view1, mrm_indices), self._mask_tokens(view1, mrc_indices)
         encoded, _, _ = self.brainmass.encoder(torch.cat([mrm_tokens, mrc_tokens]))
         encoded_rois = encoded[:, cfg.num_prefix_tokens:]
         mrm_pred = self.mrm_head(_gather_rows(encoded_rois[:batch], mrm_indices))
@@ -731,8 +780,10 @@ class BrainMassForConnectomeClassification(BrainMassPreTrainedModel):
         """
         Args:
             connectivity: FC ``(batch_size, num_rois, num_rois)``, or ``time_series``
-                ``(batch_size, num_timepoints, num_rois)`` + ``time_mask`` (a pFC view while training, full FC
-                in eval mode — the authors' protocol).
+                ``(batch_size, num_timepoints, num_rois)`` + ``time_mask`` ``(batch_size, num_timepoints)``, the
+                points FC uses in either mode. Fine-tuning on pFC views (the authors' protocol) gets its view from
+                ``DataCollatorForConnectomeClassification(view="pfc")``, as a ``time_mask``; evaluation uses the
+                full FC (``view="full"``).
             labels: ``(batch_size,)`` class indices, ``(batch_size, num_labels)`` multi-hot, or
                 ``(batch_size,)``/``(batch_size, num_labels)`` floats for regression.
             return_dict: ``False`` gives a tuple.

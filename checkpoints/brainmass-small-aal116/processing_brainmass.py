@@ -1,8 +1,12 @@
 """Time series → model input, saved beside the weights (``preprocessor_config.json``).
 
-:class:`BrainMassFeatureExtractor` holds the preprocessing a checkpoint depends on (atlas, ROI count, FC kind,
-pFC drop ratio) so a user's scans are turned into FC exactly as in pretraining. The FC maths lives in
-:mod:`brainmass_hf.connectivity`; this class validates and batches.
+:class:`BrainMassFeatureExtractor` applies the preprocessing a checkpoint depends on (atlas, ROI count, FC kind,
+pFC drop ratio) so a user's scans are turned into FC exactly as in pretraining. The model config owns those settings
+(:data:`~brainmass_hf.configuration_brainmass.PREPROCESSOR_SETTING_NAMES`): the extractor is built from it
+(:meth:`BrainMassFeatureExtractor.from_config`), its ``preprocessor_config.json`` is a copy for loading it alone, and
+a folder whose copy disagrees with ``config.json`` does not load (:meth:`BrainMassFeatureExtractor.from_pretrained`,
+and the models' ``from_pretrained``). The FC maths lives in :mod:`brainmass_hf.connectivity`; this class validates
+and batches.
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ import torch
 from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
-from .configuration_brainmass import FC_SETTING_NAMES, BrainMassConfig
-from .connectivity import FC_KINDS, connectivity_view, connectivity_views, min_scan_length, pad_time_series
+from .configuration_brainmass import (
+    FC_SETTING_NAMES,
+    BrainMassConfig,
+    check_fc_settings,
+    check_preprocessor_agrees,
+    read_json_beside,
+)
+from .connectivity import connectivity_view, min_scan_length, pad_time_series
 from .validation import validate_time_series
 
 __all__ = ["BrainMassFeatureExtractor", "VIEWS"]
@@ -64,8 +74,6 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if fc_kind not in FC_KINDS:
-            raise ValueError(f"fc_kind must be one of {FC_KINDS}; got {fc_kind!r}.")
         self.num_rois = int(num_rois)
         self.fc_kind = fc_kind
         self.fisher_z = bool(fisher_z)
@@ -75,6 +83,21 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
         self.min_timepoints = int(min_timepoints)
         self.atlas_name = atlas_name
         self.roi_names = list(roi_names) if roi_names is not None else None
+        check_fc_settings(self)  # the config's own rule
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """``FeatureExtractionMixin.from_pretrained``, then: when the folder (or Hub repo) also holds a BrainMass
+        ``config.json``, every setting its ``preprocessor_config.json`` repeats must equal the config's, else a
+        ``ValueError`` names both values (the config owns them). ``AutoFeatureExtractor`` reads only
+        ``preprocessor_config.json`` (it builds the extractor with ``from_dict``); the models' ``from_pretrained``
+        runs the same check, so loading the model and its extractor from a folder that disagrees fails either way."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        extractor = loaded[0] if isinstance(loaded, tuple) else loaded
+        config = read_json_beside(pretrained_model_name_or_path, "config.json", kwargs)
+        if config is not None and config.get("model_type") == BrainMassConfig.model_type:
+            check_preprocessor_agrees(config, extractor.to_dict(), str(pretrained_model_name_or_path))
+        return loaded
 
     @classmethod
     def from_config(cls, config: BrainMassConfig) -> "BrainMassFeatureExtractor":
@@ -142,9 +165,3 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
         """One pFC view ``(N, R, R)`` of a padded batch with this extractor's settings."""
         return connectivity_view(padded, time_mask, settings=self, pfc=True, generator=generator)
 
-    def pseudo_fc_views(self, padded: torch.Tensor, time_mask: torch.Tensor, generator=None,
-                        num_views: int = 2) -> list[torch.Tensor]:
-        """``num_views`` independent pFC views ``(N, R, R)`` of a padded batch (the pretraining pair): the numbers of
-        ``num_views`` :meth:`pseudo_fc` calls with ``generator``, computed together (one ``R × R`` product per scan
-        for all views when ``pfc_mask_way="drop"``)."""
-        return connectivity_views(padded, time_mask, settings=self, num_views=num_views, generator=generator)
