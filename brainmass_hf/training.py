@@ -219,7 +219,13 @@ class BrainMassTrainer(Trainer):
     * ``train(resume_from_checkpoint=True)`` takes the last complete checkpoint (:func:`last_complete_checkpoint`).
     * ``sync_batchnorm=True`` (or ``args.sync_batchnorm``) converts BatchNorm to ``torch.nn.SyncBatchNorm`` when the
       world size is above 1, as the authors do (GPU only in torch).
+    * ``push_to_hub`` uploads the BrainMass model card (:meth:`create_model_card`), the remote code and the
+      feature-extraction pipeline, not the ``Trainer``'s generic card; ``card_facts`` (a dict, see
+      :func:`brainmass_hf.hub.render_model_card`) adds what the card cannot read from the model, e.g.
+      ``base_model`` and ``license`` (``finetune`` fills them from the checkpoint it starts from).
     """
+
+    card_facts: dict | None = None
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None, *,
                  sync_batchnorm: bool | None = None, **kwargs):
@@ -270,6 +276,21 @@ class BrainMassTrainer(Trainer):
         if self.uses_sync_batchnorm and self.args.device.type == "cpu":
             raise ValueError("SyncBatchNorm runs on GPUs only (torch); on CPU train with sync_batchnorm=False.")
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def create_model_card(self, license: str | None = None, tags=None, finetuned_from: str | None = None, **kwargs):
+        """The public hook ``Trainer.push_to_hub`` calls after saving ``args.output_dir``: writes the BrainMass card
+        there (and completes the folder with the code, ``auto_map`` and the pipeline), so the upload that follows
+        carries it. ``license``/``finetuned_from``/``tags`` as in the ``Trainer``; the other keywords of its card
+        (language, tasks, dataset names) have no place on a BrainMass card."""
+        from .hub import complete_checkpoint_folder
+
+        if not self.is_world_process_zero():
+            return
+        facts = dict(self.card_facts or {})
+        facts["license"] = license or facts.get("license")
+        facts["base_model"] = finetuned_from or facts.get("base_model")
+        facts["tags"] = [*facts.get("tags", []), *([tags] if isinstance(tags, str) else tags or [])]
+        complete_checkpoint_folder(self.args.output_dir, facts=facts, repo_id=self.hub_model_id)
 
 
 class _IndexedRows(torch.utils.data.Dataset):
@@ -379,6 +400,10 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
                 stacklevel=2,
             )
 
+    # An override of an undocumented Trainer method: there is no public hook that gives the optimizer steps per
+    # epoch before the scheduler is built. It relies on the tuple's second entry being that count, and
+    # create_scheduler below on the private `_created_lr_scheduler` flag; tests/test_framework_hooks.py fails if
+    # either changes.
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
         # The Trainer's own count (ceil over accumulation, per process, after drop_last) is what an epoch is.
@@ -602,5 +627,9 @@ def finetune(
         callbacks=callbacks,
         sync_batchnorm=sync_batchnorm,
     )
+    if isinstance(model_name_or_path, (str, os.PathLike)):  # what a pushed card says about the starting point
+        from .hub import fine_tuned_card_facts
+
+        trainer.card_facts = fine_tuned_card_facts(model_name_or_path)
     trainer.train()
     return trainer

@@ -71,8 +71,10 @@ def test_saved_model_and_feature_extractor_ship_the_code_and_auto_map(tmp_path):
     bm.BrainMassModel(config).save_pretrained(tmp_path / "model")
     bm.BrainMassFeatureExtractor.from_config(config).save_pretrained(tmp_path / "fe")
     # each copies its module and what that imports; a checkpoint (both in one folder) holds exactly the list
-    assert {p.name for p in (tmp_path / "model").glob("*.py")} == set(hub.REMOTE_CODE_FILES) - {"processing_brainmass.py"}
-    assert {p.name for p in (tmp_path / "fe").glob("*.py")} == set(hub.REMOTE_CODE_FILES) - {"modeling_brainmass.py"}
+    # (the pipeline file comes with the release path, complete_checkpoint_folder)
+    shipped = set(hub.REMOTE_CODE_FILES) - {"pipeline_brainmass.py"}
+    assert {p.name for p in (tmp_path / "model").glob("*.py")} == shipped - {"processing_brainmass.py"}
+    assert {p.name for p in (tmp_path / "fe").glob("*.py")} == shipped - {"modeling_brainmass.py"}
     auto_map = json.loads((tmp_path / "model" / "config.json").read_text())["auto_map"]
     assert {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"} <= set(auto_map)
     fe_map = json.loads((tmp_path / "fe" / "preprocessor_config.json").read_text())["auto_map"]
