@@ -343,7 +343,8 @@ def _mean_std(cell: str) -> tuple[float, float | None]:
 def eval_results(results: Mapping[str, Any] | None) -> list[EvalResult]:
     """``model-index`` entries of a card: one :class:`~huggingface_hub.EvalResult` per cohort x protocol x metric.
 
-    ``results["model_index"]`` says how to read the rows: ``metrics`` (``{column: {"type", "name"}}``, the columns
+    ``results["model_index"]`` says how to read the rows (each row needs ``cohort`` and ``protocol``; the protocol
+    becomes the metric's ``config`` and name, since the Hub groups results by task and dataset): ``metrics`` (``{column: {"type", "name"}}``, the columns
     that hold this checkpoint's numbers as ``"mean ± std"``), ``datasets`` (``{cohort: {"type", "name"}}``, a
     dataset id and name per value of the rows' ``cohort``) and ``task`` (``{"type", "name"}``). Rows without a
     known cohort, and results without ``model_index``, give no entries."""
@@ -357,10 +358,12 @@ def eval_results(results: Mapping[str, Any] | None) -> list[EvalResult]:
             if dataset is None or column not in row:
                 continue
             mean, std = _mean_std(row[column])
+            # the Hub groups results by task and dataset: the protocol goes with each metric (its config)
             entries.append(EvalResult(
-                task_type=spec["task"]["type"], task_name=f"{spec['task']['name']}: {row['protocol']}",
-                dataset_type=dataset["type"], dataset_name=dataset["name"], metric_type=metric["type"],
-                metric_name=metric["name"], metric_value=mean, metric_args={"std": std} if std is not None else None,
+                task_type=spec["task"]["type"], task_name=spec["task"]["name"], dataset_type=dataset["type"],
+                dataset_name=dataset["name"], metric_type=metric["type"], metric_config=row["protocol"],
+                metric_name=f"{metric['name']}, {row['protocol']}", metric_value=mean,
+                metric_args={"std": std} if std is not None else None,
             ))
     return entries
 
