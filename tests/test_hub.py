@@ -32,7 +32,9 @@ def local_hub():
 
 def run_client(script: str, local_hub: LocalHub, hf_home: Path, cwd: Path, extra_env: dict | None = None) -> str:
     """Run ``script`` in a fresh interpreter pointed at ``local_hub``; returns its stdout, fails with its stderr."""
-    env = {**os.environ, **local_hub.env(hf_home), "PYTHONPATH": str(REPO_ROOT / "tests"), **(extra_env or {})}
+    # this checkout's brainmass_hf (not an installed copy) and the tests' helpers
+    pythonpath = os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT)])
+    env = {**os.environ, **local_hub.env(hf_home), "PYTHONPATH": pythonpath, **(extra_env or {})}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
