@@ -4,11 +4,16 @@ A checkpoint folder is everything a user needs with only ``torch``, ``transforme
 
 * ``config.json`` + ``model.safetensors`` (a :class:`~brainmass_hf.BrainMassModel` or any other model class),
 * ``preprocessor_config.json`` (:class:`~brainmass_hf.BrainMassFeatureExtractor`),
-* the remote code :data:`REMOTE_CODE_FILES`, with ``auto_map`` entries for every Auto class,
-* ``README.md``, the model card rendered from ``templates/model_card.md`` by :func:`render_model_card`.
+* the remote code :data:`REMOTE_CODE_FILES`, with ``auto_map`` entries for every Auto class and
+  ``custom_pipelines`` for ``pipeline("feature-extraction", model=..., trust_remote_code=True)``,
+* ``README.md``, the model card: YAML metadata from :func:`card_metadata` (``huggingface_hub.ModelCardData`` with
+  ``EvalResult`` entries), text rendered from ``templates/model_card.md`` by :func:`render_model_card`.
 
-:func:`complete_checkpoint_folder` makes a saved folder into that; :func:`push_encoder` (``brainmass push``) uploads
-it; :class:`HubCodeCallback` does it for the revisions the Trainer pushes during pretraining.
+:func:`complete_checkpoint_folder` makes a saved folder into that; :func:`write_release_cards` (``brainmass
+release``) renders the repository's cards and completes its checkpoint folders; :func:`push_encoder` (``brainmass
+push``) uploads a folder; :class:`HubCodeCallback` does it for the revisions the Trainer pushes during pretraining,
+``BrainMassTrainer.create_model_card`` for ``finetune --push_to_hub``. Weights keep the licence of the checkpoint
+they start from (:func:`license_of`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .processing_brainmass import BrainMassFeatureExtractor
 __all__ = [
     "REMOTE_CODE_FILES",
     "REMOTE_CODE_REQUIREMENTS",
+    "CUSTOM_PIPELINES",
     "remote_code_imports",
     "complete_checkpoint_folder",
     "infer_preset",

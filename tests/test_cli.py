@@ -303,6 +303,9 @@ def test_evaluate_flags_reach_evaluate(encoder_dir, monkeypatch, capsys):
     assert code == 0
     assert seen["feature"] == "mean_hidden" and seen["test_view"] == "full"
     assert seen["group_column"] == "subject_id" and seen["pretrained_on_eval_scans"] is True
+    assert seen["show_progress"] is True  # feature extraction shows a progress bar, unless -q
+    assert main(["evaluate", "-q", "--model", str(encoder_dir), "--data", "devfmri"]) == 0
+    assert seen["show_progress"] is False
     assert main(["evaluate", "--model", str(encoder_dir), "--data", "devfmri", "--feature", "pooled"]) == 2
     assert "--feature" in capsys.readouterr().err
 

@@ -48,3 +48,17 @@ def test_trainer_push_to_hub_saves_then_asks_create_model_card_then_uploads_outp
     save, card = source.index("self.save_model("), source.index("self.create_model_card(")
     upload = source.index("folder_path=self.args.output_dir")
     assert save < card < upload
+
+
+def test_the_model_keeps_transformers_push_to_hub_and_imports_nothing_from_hub():
+    """The card is written by the release path (brainmass_hf.hub), not by an override inside the model: the model
+    module names no `hub` import, by relative import or by name."""
+    from pathlib import Path
+
+    import brainmass_hf.modeling_brainmass as modeling
+
+    assert bm.BrainMassPreTrainedModel.push_to_hub is PreTrainedModel.push_to_hub
+    source = Path(modeling.__file__).read_text()
+    assert "hub" not in {line.split()[1].lstrip(".").split(".")[0] for line in source.splitlines()
+                         if line.startswith(("import ", "from "))}
+    assert "brainmass_hf.hub" not in source and "import_module" not in source
