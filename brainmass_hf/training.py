@@ -220,11 +220,12 @@ class BrainMassTrainer(Trainer):
     * ``sync_batchnorm=True`` (or ``args.sync_batchnorm``) converts BatchNorm to ``torch.nn.SyncBatchNorm`` when the
       world size is above 1, as the authors do (GPU only in torch).
     * ``push_to_hub`` uploads the BrainMass model card (:meth:`create_model_card`), the remote code and the
-      feature-extraction pipeline, not the ``Trainer``'s generic card; ``card_facts`` (a dict, see
-      :func:`brainmass_hf.hub.render_model_card`) adds what the card cannot read from the model, e.g.
-      ``base_model`` and ``license`` (``finetune`` fills them from the checkpoint it starts from).
+      feature-extraction pipeline, not the ``Trainer``'s generic card. ``base_checkpoint`` (a folder or Hub id;
+      ``finetune`` sets it) gives the card its licence and ``base_model``; ``card_facts`` (a dict, see
+      :func:`brainmass_hf.hub.render_model_card`) adds anything else the card cannot read from the model.
     """
 
+    base_checkpoint: str | None = None
     card_facts: dict | None = None
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None, *,
@@ -282,11 +283,12 @@ class BrainMassTrainer(Trainer):
         there (and completes the folder with the code, ``auto_map`` and the pipeline), so the upload that follows
         carries it. ``license``/``finetuned_from``/``tags`` as in the ``Trainer``; the other keywords of its card
         (language, tasks, dataset names) have no place on a BrainMass card."""
-        from .hub import complete_checkpoint_folder
+        from .hub import complete_checkpoint_folder, fine_tuned_card_facts
 
         if not self.is_world_process_zero():
             return
-        facts = dict(self.card_facts or {})
+        base = fine_tuned_card_facts(self.base_checkpoint) if self.base_checkpoint else {}
+        facts = {**base, **(self.card_facts or {})}
         facts["license"] = license or facts.get("license")
         facts["base_model"] = finetuned_from or facts.get("base_model")
         facts["tags"] = [*facts.get("tags", []), *([tags] if isinstance(tags, str) else tags or [])]
@@ -628,8 +630,6 @@ def finetune(
         sync_batchnorm=sync_batchnorm,
     )
     if isinstance(model_name_or_path, (str, os.PathLike)):  # what a pushed card says about the starting point
-        from .hub import fine_tuned_card_facts
-
-        trainer.card_facts = fine_tuned_card_facts(model_name_or_path)
+        trainer.base_checkpoint = str(model_name_or_path)
     trainer.train()
     return trainer
