@@ -14,8 +14,8 @@ One spelling per idea in every command: `--output-dir` is the folder a command w
 NIfTI image, `--atlas-name` an atlas's name (a shipped ROI table such as AAL-116). Every flag also takes its
 underscore spelling (`--output_dir`, `--label_column`), as the Hugging Face example scripts write them.
 
-Options of every command: `-v`/`--verbose` (INFO log messages; `-vv` DEBUG), `-q`/`--quiet` (errors only, no
-progress bars), `--debug` (the full traceback of an error); `brainmass --version` prints the versions.
+Options of every command: `-v`/`--verbose` (INFO log messages; `-vv` DEBUG), `-q`/`--quiet` (errors only; no
+progress bars in training, evaluate and extract), `--debug` (the full traceback of an error); `brainmass --version` prints the versions.
 
 `brainmass COMMAND --help` lists a command's flags. A mistake in the input (a missing file, a bad column, an
 unknown preset) prints one line `brainmass COMMAND: error: ...` and exits with status 2; add `--debug` anywhere
@@ -100,7 +100,7 @@ def add_global_options(parser: argparse.ArgumentParser, debug: bool = True):
     group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="log INFO messages (-vv: DEBUG)")
     group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="log errors only and show no progress bars")
+                       help="log errors only; no progress bars in training, evaluate and extract")
     if debug:
         group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                            help="print the full traceback of an error")

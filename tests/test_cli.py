@@ -386,9 +386,11 @@ def test_verbose_and_quiet_set_the_logging_level_and_progress_bars_for_one_comma
     from transformers.utils import logging as hf_logging
 
     seen = []
+    from transformers import TrainingArguments
+
     monkeypatch.setitem(COMMANDS, "demo", lambda argv: seen.append(
         (argv, logging.getLogger("brainmass_hf").getEffectiveLevel(), hf_logging.get_verbosity(),
-         cli.show_progress())))
+         cli.show_progress() and not TrainingArguments(output_dir="unused").disable_tqdm)))
     before = (logging.getLogger("brainmass_hf").getEffectiveLevel(), hf_logging.get_verbosity())
     assert main(["demo", *flags, "--fast"]) == 0
     argv, package_level, hf_level, shown = seen[0]
