@@ -1,13 +1,21 @@
 """``brainmass``: the command line, argument parsing only; every command calls one library function.
 
-    brainmass demo       [--data devfmri|PATH] [--preset tiny] [--epochs 30] [--out DIR] [--fast]
-    brainmass pretrain   --output_dir DIR [--data ...] [--preset small] [any TrainingArguments flag]
-    brainmass finetune   --model_name_or_path ENC --output_dir DIR [--data ...] [any TrainingArguments flag]
-    brainmass evaluate   --model ENC --data PATH [--protocols paper,linear_probe] [--out DIR]
-    brainmass extract    --scans a.nii.gz b.nii.gz --atlas atlas.nii.gz --out DIR [--t-r 2 ...]
+    brainmass demo       [--data devfmri|PATH] [--preset tiny] [--epochs 30] [--output-dir DIR] [--fast]
+    brainmass pretrain   --output-dir DIR [--data ...] [--preset small] [any TrainingArguments flag]
+    brainmass finetune   --model_name_or_path ENC --output-dir DIR [--data ...] [any TrainingArguments flag]
+    brainmass evaluate   --model ENC --data PATH [--protocols paper,linear_probe] [--output-dir DIR]
+    brainmass extract    --scans a.nii.gz b.nii.gz --atlas-image atlas.nii.gz --output-dir DIR [--t-r 2 ...]
     brainmass push       FOLDER user/name [--revision BRANCH] [--private] [--create-pr] [--card-facts JSON]
-    brainmass convert-official model.pth --out DIR [--heads N] [--full] [--atlas-name NAME]
-    brainmass explain    --model M --data D [--label-column L] [--out DIR] [--n-splits 5] [--atlas NAME]
+    brainmass release    [--cards-dir model_cards]
+    brainmass convert-official model.pth --output-dir DIR [--heads N] [--full] [--atlas-name NAME]
+    brainmass explain    --model M --data D [--label-column L] [--output-dir DIR] [--n-splits 5] [--atlas-name NAME]
+
+One spelling per idea in every command: `--output-dir` is the folder a command writes, `--atlas-image` an atlas
+NIfTI image, `--atlas-name` an atlas's name (a shipped ROI table such as AAL-116). Every flag also takes its
+underscore spelling (`--output_dir`, `--label_column`), as the Hugging Face example scripts write them.
+
+Options of every command: `-v`/`--verbose` (INFO log messages; `-vv` DEBUG), `-q`/`--quiet` (errors only; no
+progress bars in training, evaluate and extract), `--debug` (the full traceback of an error); `brainmass --version` prints the versions.
 
 `brainmass COMMAND --help` lists a command's flags. A mistake in the input (a missing file, a bad column, an
 unknown preset) prints one line `brainmass COMMAND: error: ...` and exits with status 2; add `--debug` anywhere
@@ -17,13 +25,16 @@ on the command line to see the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import re
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass, field
 
 
@@ -40,17 +51,86 @@ class _OneLineErrors:
 
 
 class _ArgumentParser(_OneLineErrors, argparse.ArgumentParser):
-    pass
+    """The parser of the commands that are not ``TrainingArguments`` scripts. Like ``HfArgumentParser``, it takes
+    every ``--a-b`` flag spelt ``--a_b`` too; an option added by :func:`add_output_dir` with ``required=True``
+    is checked after parsing (its old spellings are separate, hidden options)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        flags = {option for action in self._actions for option in action.option_strings}
+        args = [_hyphenated(word, flags) for word in (sys.argv[1:] if args is None else args)]
+        namespace, extra = super().parse_known_args(args, namespace)
+        for dest, flag in getattr(self, "_required_with_aliases", {}).items():
+            if getattr(namespace, dest, None) is None:
+                self.error(f"the following arguments are required: {flag}")
+        return namespace, extra
+
+
+def _hyphenated(word: str, flags: set[str]) -> str:
+    """``--a_b[=v]`` → ``--a-b[=v]`` when only the hyphenated flag exists; any other word unchanged."""
+    name, sep, value = word.partition("=")
+    if not name.startswith("--") or name in flags:
+        return word
+    hyphenated = "--" + name[2:].replace("_", "-")
+    return hyphenated + sep + value if hyphenated in flags else word
+
+
+def add_option(parser: argparse.ArgumentParser, flag: str, *, old: tuple[str, ...] = (), required: bool = False,
+               **kwargs):
+    """``flag`` (e.g. ``--output-dir``) with its old spellings ``old`` as hidden aliases (``argparse.SUPPRESS``).
+    A required one is checked after parsing, so that an old spelling satisfies it too."""
+    dest = flag.lstrip("-").replace("-", "_")
+    if required:
+        kwargs["help"] = kwargs.get("help", "") + " (required)"
+        parser._required_with_aliases = {**getattr(parser, "_required_with_aliases", {}), dest: flag}
+    parser.add_argument(flag, dest=dest, **kwargs)
+    if old:
+        parser.add_argument(*old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_output_dir(parser: argparse.ArgumentParser, help: str, default: str | None = None, required: bool = False):
+    """``--output-dir DIR``, the folder a command writes, spelt the same in every command; ``--out`` (the old
+    spelling of demo, evaluate, extract, explain and convert-official) stays as a hidden alias."""
+    add_option(parser, "--output-dir", old=("--out",), required=required, default=default, metavar="DIR", help=help)
+
+
+def add_global_options(parser: argparse.ArgumentParser, debug: bool = True):
+    """List the options :func:`main` takes for every command (it removes them before the command's parser runs).
+    ``debug=False`` where the parser has its own ``--debug`` (``TrainingArguments``'; main tells them apart)."""
+    group = parser.add_argument_group("options of every command")
+    group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="log INFO messages (-vv: DEBUG)")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="log errors only; no progress bars in training, evaluate and extract")
+    if debug:
+        group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="print the full traceback of an error")
+
+
+def command_parser(command: str, description: str) -> _ArgumentParser:
+    """The parser of ``brainmass COMMAND`` with the options of every command listed."""
+    parser = _ArgumentParser(prog=f"brainmass {command}", description=description)
+    add_global_options(parser)
+    return parser
 
 
 def _hf_parser(dataclass_types, command: str, description: str):
-    """An ``HfArgumentParser`` (one flag per dataclass field) named ``brainmass COMMAND``."""
+    """An ``HfArgumentParser`` (one flag per dataclass field, spelt with ``_`` and ``-``) named ``brainmass COMMAND``."""
     from transformers import HfArgumentParser
 
     class _Parser(_OneLineErrors, HfArgumentParser):
         pass
 
-    return _Parser(dataclass_types, prog=f"brainmass {command}", description=description)
+    parser = _Parser(dataclass_types, prog=f"brainmass {command}", description=description)
+    add_global_options(parser, debug=False)
+    return parser
+
+
+def show_progress() -> bool:
+    """Whether progress bars are shown: not under ``-q``."""
+    return _VERBOSITY >= 0
+
+
+_VERBOSITY = 0  # -1 with -q, 1 with -v, 2 with -vv; set by main() for the duration of one command
 
 
 def reject_unknown_flags(parser, extra: list[str]):
@@ -302,7 +382,7 @@ def _demo(argv):
     from .demo import DemoSettings, run_demo
 
     d = DemoSettings()
-    p = _ArgumentParser(prog="brainmass demo", description="Pretrain + evaluate BrainMass on real data.")
+    p = command_parser("demo", "Pretrain + evaluate BrainMass on real data.")
     p.add_argument("--data", default=d.data, help="'devfmri' (bundled CC0 cohort) or your data folder / .npz")
     p.add_argument("--label-column", default=d.label_column)
     p.add_argument("--preset", default=d.preset, help="tiny | small | base | large")
@@ -312,14 +392,14 @@ def _demo(argv):
     p.add_argument("--n-repeats", type=int, default=d.n_repeats, help="repeated stratified splits")
     p.add_argument("--protocols", default=",".join(d.protocols))
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=d.output_dir, help="report folder")
+    add_output_dir(p, "report folder", default=d.output_dir)
     p.add_argument("--fast", action="store_true", help="2 epochs, 2 splits: a smoke run")
     p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=d.explain,
                    help="interpretation section (which regions drive the classification); default on, off with --fast")
     a = p.parse_args(argv)
     run_demo(
         DemoSettings(
-            data=a.data, output_dir=a.out, preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
+            data=a.data, output_dir=a.output_dir, preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
             learning_rate=a.learning_rate, label_column=a.label_column, n_repeats=a.n_repeats,
             protocols=tuple(x for x in a.protocols.split(",") if x), seed=a.seed, fast=a.fast, explain=a.explain,
         )
@@ -329,7 +409,8 @@ def _demo(argv):
 def _evaluate(argv):
     from .evaluation import FEATURES, PROTOCOLS, evaluate
 
-    p = _ArgumentParser(prog="brainmass evaluate", description="Evaluate a BrainMass encoder on diagnosis.")
+    p = command_parser("evaluate", "Evaluate a BrainMass encoder on diagnosis: results.md, results.json, a tidy "
+                       "results.csv (one row per method, protocol, split and metric) and ROC figures.")
     p.add_argument("--model", required=True, help="encoder checkpoint folder or Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
     p.add_argument("--protocols", default="paper,linear_probe", help=f"comma-separated from {PROTOCOLS} or 'all'")
@@ -354,7 +435,7 @@ def _evaluate(argv):
                    help="say whether the encoder was pretrained (label-free) on these scans; the report states it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--out", default="brainmass_eval", help="report folder")
+    add_output_dir(p, "report folder", default="brainmass_eval")
     a = p.parse_args(argv)
     try:
         few_shot_k = tuple(int(k) for k in a.few_shot_k.split(",") if k)
@@ -364,21 +445,22 @@ def _evaluate(argv):
         checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), protocols=a.protocols,
         label_column=a.label_column, site_column=a.site_column, group_column=a.group_column, cv=a.cv,
         pretrained_on_eval_scans=a.pretrained_on_eval_scans, n_repeats=a.n_repeats, test_size=a.test_size,
-        test_view=a.test_view, num_tta_views=a.num_tta_views, few_shot_k=few_shot_k, seed=a.seed, output_dir=a.out,
-        include_random_baseline=not a.no_random_baseline, device=a.device, feature=a.feature, sites=a.sites,
-        include_tangent_baseline=not a.no_tangent_baseline,
+        test_view=a.test_view, num_tta_views=a.num_tta_views, few_shot_k=few_shot_k, seed=a.seed,
+        output_dir=a.output_dir, include_random_baseline=not a.no_random_baseline, device=a.device, feature=a.feature,
+        sites=a.sites, include_tangent_baseline=not a.no_tangent_baseline, show_progress=show_progress(),
     )
     print(report.to_markdown())
-    print(f"Report written to {a.out}")
+    print(f"Report written to {a.output_dir}")
 
 
 def _extract(argv):
     from .data import extract_time_series
 
-    p = _ArgumentParser(prog="brainmass extract", description="NIfTI scans + label atlas → ROI time series.")
+    p = command_parser("extract", "NIfTI scans + label atlas → ROI time series, with a progress bar over the scans.")
     p.add_argument("--scans", nargs="+", required=True, help="preprocessed 4D NIfTI scans")
-    p.add_argument("--atlas", required=True, help="3D integer label atlas (NIfTI)")
-    p.add_argument("--out", required=True, help="folder for <id>.npy per scan + rois.csv")
+    add_option(p, "--atlas-image", old=("--atlas",), required=True, metavar="NIFTI",
+               help="3D integer label atlas image (NIfTI)")
+    add_output_dir(p, "folder for <id>.npy per scan + rois.csv", required=True)
     p.add_argument("--roi-names", default=None, help="text file with one ROI name per line (label order)")
     p.add_argument("--confounds", nargs="*", default=None, help="one confounds file per scan")
     p.add_argument("--subject-ids", nargs="*", default=None)
@@ -393,11 +475,12 @@ def _extract(argv):
         with open(a.roi_names) as f:
             names = [line.strip() for line in f if line.strip()]
     paths = extract_time_series(
-        a.scans, a.atlas, roi_names=names, confounds=a.confounds,
+        a.scans, a.atlas_image, roi_names=names, confounds=a.confounds,
         standardize=False if a.standardize.lower() == "none" else a.standardize, detrend=a.detrend,
-        low_pass=a.low_pass, high_pass=a.high_pass, t_r=a.t_r, subject_ids=a.subject_ids, output_dir=a.out,
+        low_pass=a.low_pass, high_pass=a.high_pass, t_r=a.t_r, subject_ids=a.subject_ids, output_dir=a.output_dir,
+        show_progress=show_progress(),
     )
-    print(f"Wrote {len(paths)} time series to {a.out}")
+    print(f"Wrote {len(paths)} time series to {a.output_dir}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -406,8 +489,9 @@ def _extract(argv):
 def _push(argv):
     from .hub import push_encoder
 
-    p = _ArgumentParser(prog="brainmass push", description="Push a checkpoint folder (weights, config, feature "
-                        "extractor, code, model card) to a Hub repo.")
+    p = command_parser("push", "Push a checkpoint folder (weights, config, feature extractor, code, model card) to "
+                       "a Hub repo. The folder's own card is kept; with --card-facts a new one is rendered, keeping "
+                       "the folder's licence unless the facts name one.")
     p.add_argument("folder", help="checkpoint folder saved by save_pretrained / brainmass pretrain")
     p.add_argument("repo_id", help="Hub repo id, user/name")
     p.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
@@ -425,35 +509,52 @@ def _push(argv):
     print(f"Pushed {a.folder} to {a.repo_id}: {url}")
 
 
+def _release(argv):
+    from .hub import write_release_cards
+
+    p = command_parser("release", "Render every model card of CARDS_DIR (<name>.md from <name>.json) and complete "
+                       "the checkpoint folder each facts file names (code, auto_map, pipeline, the same card). The "
+                       "licence is the facts' or, without one, the checkpoint's own card's.")
+    p.add_argument("--cards-dir", default="model_cards", help="folder of <name>.json card facts")
+    p.add_argument("--repo-root", default=None, help="folder the facts' checkpoint paths are relative to "
+                   "(default: the parent of --cards-dir)")
+    a = p.parse_args(argv)
+    if not os.path.isdir(a.cards_dir):
+        raise FileNotFoundError(f"--cards-dir {a.cards_dir!r} is not a folder; pass the folder of <name>.json facts.")
+    for path in write_release_cards(a.cards_dir, a.repo_root):
+        print(f"Wrote {path}")
+
+
 def _convert_official(argv):
     from .convert_official import convert_official
 
-    p = _ArgumentParser(prog="brainmass convert-official", description="The BrainMass authors' .pth -> a "
-                        "brainmass_hf encoder checkpoint (and, with --full, the pretraining model).")
+    p = command_parser("convert-official", "The BrainMass authors' .pth -> a brainmass_hf encoder checkpoint (and, "
+                       "with --full, the pretraining model).")
     p.add_argument("checkpoint", help="the authors' .pth file (loaded with weights_only=True)")
-    p.add_argument("--out", required=True, help="encoder folder; the full model goes to OUT/pretraining")
+    add_output_dir(p, "encoder folder; the full model goes to DIR/pretraining", required=True)
     p.add_argument("--heads", type=int, default=None, help="attention heads (not stored; default: the paper preset)")
     p.add_argument("--full", action="store_true", help="also write the full pretraining model")
     p.add_argument("--atlas-name", default=None, help="atlas the checkpoint was trained with, e.g. AAL-116")
     a = p.parse_args(argv)
     kwargs = {"atlas_name": a.atlas_name} if a.atlas_name else {}
-    encoder, _ = convert_official(a.checkpoint, a.out, num_attention_heads=a.heads, full=a.full, **kwargs)
+    encoder, _ = convert_official(a.checkpoint, a.output_dir, num_attention_heads=a.heads, full=a.full, **kwargs)
     c = encoder.config
     print(f"Converted {a.checkpoint}: R={c.num_rois}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads, "
-          f"FFN {c.intermediate_size} -> {a.out}")
+          f"FFN {c.intermediate_size} -> {a.output_dir}")
 
 
 def _explain(argv):
     from .interpret import explain
 
-    p = _ArgumentParser(prog="brainmass explain", description="Which regions and connections drive a two-class "
-                        "decision: explain.md (top regions with names, MNI coordinates, effect, FDR q), CSVs, figures.")
+    p = command_parser("explain", "Which regions and connections drive a two-class decision: explain.md (top regions "
+                       "with names, MNI coordinates, effect, FDR q), CSVs, figures.")
     p.add_argument("--model", required=True, help="fine-tuned classifier or encoder checkpoint folder / Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
     p.add_argument("--orientation", default=None, help=ORIENTATION_HELP)
     p.add_argument("--label-column", default="label", help="column with the two classes")
-    p.add_argument("--out", default="brainmass_explain", help="output folder")
-    p.add_argument("--atlas", default=None, help="atlas for names/coordinates (default: the checkpoint's atlas_name)")
+    add_output_dir(p, "output folder", default="brainmass_explain")
+    add_option(p, "--atlas-name", old=("--atlas",), default=None, metavar="NAME",
+               help="atlas whose ROI table gives names/coordinates (default: the checkpoint's atlas_name)")
     p.add_argument("--n-splits", type=int, default=5, help="splits for permutation importance (encoders)")
     p.add_argument("--n-permutations", type=int, default=3, help="permutations per ROI and split")
     p.add_argument("--n-group-permutations", type=int, default=5000, help="label permutations of the class test")
@@ -464,7 +565,7 @@ def _explain(argv):
     a = p.parse_args(argv)
     result = explain(
         checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), label_column=a.label_column,
-        out_dir=a.out, atlas_name=a.atlas, n_splits=a.n_splits,
+        out_dir=a.output_dir, atlas_name=a.atlas_name, n_splits=a.n_splits,
         n_permutations=a.n_permutations, n_group_permutations=a.n_group_permutations, ig_steps=a.ig_steps,
         top_k=a.top_k, seed=a.seed, device=a.device,
     )
@@ -480,6 +581,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "extract": _extract,
     "push": _push,
+    "release": _release,
     "convert-official": _convert_official,
 }
 
@@ -497,13 +599,66 @@ def _is_trainer_debug_value(following: list[str]) -> bool:
     return bool(following) and following[0].split()[0] in ("underflow_overflow", "tpu_metrics_debug")
 
 
+def version_text() -> str:
+    """``brainmass --version``: the package version and those of the libraries it runs on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    from . import __version__
+
+    return f"brainmass {__version__} (transformers {installed('transformers')}, torch {installed('torch')})"
+
+
+_VERBOSITY_FLAGS = {"-v": 1, "--verbose": 1, "-vv": 2, "-q": -1, "--quiet": -1}
+
+
+@contextlib.contextmanager
+def verbosity(level: int):
+    """Logging of ``brainmass_hf`` and ``transformers`` at ``level`` (-1 errors only, 0 warnings, 1 info, 2 debug)
+    for the duration of one command; restored afterwards (tests call :func:`main` many times in one process)."""
+    global _VERBOSITY
+    if level == 0:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    python_level = {-1: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG}[max(-1, min(level, 2))]
+    package = logging.getLogger("brainmass_hf")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved = (package.level, hf_logging.get_verbosity(), _VERBOSITY)
+    package.setLevel(python_level)
+    package.addHandler(handler)
+    hf_logging.set_verbosity(python_level)
+    _VERBOSITY = level
+    try:
+        with warnings.catch_warnings():
+            if level < 0:
+                warnings.simplefilter("ignore")
+            yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(saved[0])
+        hf_logging.set_verbosity(saved[1])
+        _VERBOSITY = saved[2]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``brainmass COMMAND ...``; returns the exit status (0 ok, 2 a mistake in the input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # TrainingArguments has its own `--debug OPTION` (underflow_overflow, tpu_metrics_debug): leave that one alone
     ours = [i for i, a in enumerate(argv) if a == "--debug" and not _is_trainer_debug_value(argv[i + 1: i + 2])]
     debug = bool(ours)
-    argv = [a for i, a in enumerate(argv) if i not in ours]
+    level = sum(_VERBOSITY_FLAGS.get(a, 0) for a in argv)
+    argv = [a for i, a in enumerate(argv) if i not in ours and a not in _VERBOSITY_FLAGS]
+    if argv[:1] == ["--version"]:
+        print(version_text())
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
@@ -513,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 2
     try:
-        COMMANDS[command](rest)
+        with verbosity(level):
+            COMMANDS[command](rest)
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
     except USER_ERRORS as error:

@@ -226,7 +226,14 @@ class BrainMassTrainer(Trainer):
       whatever the data loader had prefetched, and DataLoader workers never repeat each other's draws.
     * Evaluation and prediction batches use the full FC: a ``DataCollatorForConnectomeClassification(view="pfc")``
       is replaced there by its ``view="full"`` twin (the authors' fine-tuning protocol).
+    * ``push_to_hub`` uploads the BrainMass model card (:meth:`create_model_card`), the remote code and the
+      feature-extraction pipeline, not the ``Trainer``'s generic card. ``base_checkpoint`` (a folder or Hub id;
+      ``finetune`` sets it) gives the card its licence and ``base_model``; ``card_facts`` (a dict, see
+      :func:`brainmass_hf.hub.render_model_card`) adds anything else the card cannot read from the model.
     """
+
+    base_checkpoint: str | None = None
+    card_facts: dict | None = None
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None, *,
                  sync_batchnorm: bool | None = None, **kwargs):
@@ -283,6 +290,22 @@ class BrainMassTrainer(Trainer):
         if self.uses_sync_batchnorm and self.args.device.type == "cpu":
             raise ValueError("SyncBatchNorm runs on GPUs only (torch); on CPU train with sync_batchnorm=False.")
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def create_model_card(self, license: str | None = None, tags=None, finetuned_from: str | None = None, **kwargs):
+        """The public hook ``Trainer.push_to_hub`` calls after saving ``args.output_dir``: writes the BrainMass card
+        there (and completes the folder with the code, ``auto_map`` and the pipeline), so the upload that follows
+        carries it. ``license``/``finetuned_from``/``tags`` as in the ``Trainer``; the other keywords of its card
+        (language, tasks, dataset names) have no place on a BrainMass card."""
+        from .hub import complete_checkpoint_folder, fine_tuned_card_facts
+
+        if not self.is_world_process_zero():
+            return
+        base = fine_tuned_card_facts(self.base_checkpoint) if self.base_checkpoint else {}
+        facts = {**base, **(self.card_facts or {})}
+        facts["license"] = license or facts.get("license")
+        facts["base_model"] = finetuned_from or facts.get("base_model")
+        facts["tags"] = [*facts.get("tags", []), *([tags] if isinstance(tags, str) else tags or [])]
+        complete_checkpoint_folder(self.args.output_dir, facts=facts, repo_id=self.hub_model_id)
 
 
 class _IndexedRows(torch.utils.data.Dataset):
@@ -414,6 +437,10 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
                 stacklevel=2,
             )
 
+    # An override of an undocumented Trainer method: there is no public hook that gives the optimizer steps per
+    # epoch before the scheduler is built. It relies on the tuple's second entry being that count, and
+    # create_scheduler below on the private `_created_lr_scheduler` flag; tests/test_framework_hooks.py fails if
+    # either changes.
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
         # The Trainer's own count (ceil over accumulation, per process, after drop_last) is what an epoch is.
@@ -638,5 +665,7 @@ def finetune(
         callbacks=callbacks,
         sync_batchnorm=sync_batchnorm,
     )
+    if isinstance(model_name_or_path, (str, os.PathLike)):  # what a pushed card says about the starting point
+        trainer.base_checkpoint = str(model_name_or_path)
     trainer.train()
     return trainer

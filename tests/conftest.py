@@ -69,7 +69,9 @@ def run_cli_with_local_hub(hub, argv, cwd, timeout=600):
     import subprocess
     import sys
 
-    env = {**os.environ, **hub.env(os.path.join(cwd, "hf_home"))}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's brainmass_hf
+    pythonpath = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, **hub.env(os.path.join(cwd, "hf_home")), "PYTHONPATH": pythonpath}
     code = f"import sys; from brainmass_hf.cli import main; sys.exit(main({list(argv)!r}))"
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)

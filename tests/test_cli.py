@@ -1,6 +1,7 @@
 """The command line as a user meets it: every subcommand's ``--help``, every flag reaching the library, one-line
 errors for mistakes in the input, and every subcommand run end to end at tiny size."""
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -82,19 +83,28 @@ def test_finetune_passes_every_given_training_arguments_flag_and_nothing_else():
 
 
 @pytest.mark.slow
-def test_finetune_push_to_hub_flags_push_the_model(encoder_dir, tmp_path):
+def test_finetune_push_to_hub_pushes_our_card_with_the_licence_of_the_encoder(encoder_dir, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from brainmass_hf.hub import REMOTE_CODE_FILES, write_model_card
     from hub_server import LocalHub
 
+    encoder = tmp_path / "encoder"
+    shutil.copytree(encoder_dir, encoder)
+    write_model_card(encoder, facts={"license": "cc-by-nc-sa-4.0"})  # pretrained on non-commercial data
     hub = LocalHub().start()
     try:
         done = run_cli_with_local_hub(
-            hub, ["finetune", "--model_name_or_path", str(encoder_dir), "--output_dir", "ft", "--max_steps", "2",
+            hub, ["finetune", "--model_name_or_path", str(encoder), "--output-dir", "ft", "--max_steps", "2",
                   "--push_to_hub", "--hub_model_id", "user/brainmass-ft"], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         files = hub.repo("model", "user/brainmass-ft").resolve("main").files
     finally:
         hub.stop()
-    assert {"config.json", "model.safetensors"} <= set(files)
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES} <= set(files)
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.license == "cc-by-nc-sa-4.0" and "Model Card for" not in card.text
+    assert "fine-tuned end to end with a classification head, starting from the encoder `encoder`" in card.text
 
 
 def test_finetune_help_shows_finetunes_defaults(capsys):
@@ -148,8 +158,12 @@ MALFORMED = {
         ["pretrain", "--preset", "tiny", "--resume_from_checkpoint", "latest", "--output_dir", "{tmp}/empty_run"],
         "empty_run"),
     "missing NIfTI scan": (
-        ["extract", "--scans", "{tmp}/sub-09_bold.nii.gz", "--atlas", "{tmp}/atlas.nii.gz", "--out", "{tmp}/ts"],
-        "sub-09_bold.nii.gz"),
+        ["extract", "--scans", "{tmp}/sub-09_bold.nii.gz", "--atlas-image", "{tmp}/atlas.nii.gz", "--output-dir",
+         "{tmp}/ts"], "sub-09_bold.nii.gz"),
+    "missing required output folder": (
+        ["extract", "--scans", "{tmp}/sub-09_bold.nii.gz", "--atlas-image", "{tmp}/atlas.nii.gz"], "--output-dir"),
+    "missing required atlas image": (["extract", "--scans", "{tmp}/a.nii.gz", "--output-dir", "{tmp}/ts"],
+                                     "--atlas-image"),
 }
 
 
@@ -215,16 +229,16 @@ def test_pretrain_finetune_evaluate_extract_demo_chain_runs_at_tiny_size(tmp_pat
     assert (tmp_path / "ft" / "model.safetensors").is_file()
 
     assert main(["evaluate", "--model", "pt/encoder", "--data", "devfmri", "--protocols", "paper", "--n-repeats", "2",
-                 "--no-random-baseline", "--out", "eval"]) == 0
-    assert (tmp_path / "eval" / "results.json").is_file()
+                 "--no-random-baseline", "--output-dir", "eval"]) == 0
+    assert (tmp_path / "eval" / "results.json").is_file() and (tmp_path / "eval" / "results.csv").is_file()
 
     write_nifti_scans(tmp_path)
-    assert main(["extract", "--scans", "sub-01_bold.nii.gz", "sub-02_bold.nii.gz", "--atlas", "atlas.nii.gz",
-                 "--out", "ts", "--t-r", "2"]) == 0
+    assert main(["extract", "--scans", "sub-01_bold.nii.gz", "sub-02_bold.nii.gz", "--atlas-image", "atlas.nii.gz",
+                 "--output-dir", "ts", "--t-r", "2"]) == 0
     arrays = [np.load(p) for p in sorted((tmp_path / "ts").glob("*.npy"))]
     assert [a.shape for a in arrays] == [(40, 2), (40, 2)]
 
-    assert main(["demo", "--fast", "--out", "demo"]) == 0
+    assert main(["demo", "--fast", "--output-dir", "demo"]) == 0
     assert (tmp_path / "demo" / "report.md").is_file() and (tmp_path / "demo" / "encoder").is_dir()
 
 
@@ -292,6 +306,9 @@ def test_evaluate_flags_reach_evaluate(encoder_dir, monkeypatch, capsys):
     assert seen["sites"] == "NYU,UM_1" and seen["include_tangent_baseline"] is False
     assert seen["feature"] == "mean_hidden" and seen["test_view"] == "full"
     assert seen["group_column"] == "subject_id" and seen["pretrained_on_eval_scans"] is True
+    assert seen["show_progress"] is True  # feature extraction shows a progress bar, unless -q
+    assert main(["evaluate", "-q", "--model", str(encoder_dir), "--data", "devfmri"]) == 0
+    assert seen["show_progress"] is False
     assert main(["evaluate", "--model", str(encoder_dir), "--data", "devfmri", "--feature", "pooled"]) == 2
     assert "--feature" in capsys.readouterr().err
 
@@ -313,3 +330,103 @@ def test_pretrain_exclude_sites_leaves_those_sites_out_of_the_corpus(tmp_path, m
     cli.pretrain_main(["--data", str(folder), "--preset", "tiny", "--exclude_sites", "A,C", "--output_dir",
                    str(tmp_path / "run"), "--report_to", "none"])
     assert seen["ids"] == ["s2", "s3"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One spelling per idea; options of every command
+# ---------------------------------------------------------------------------------------------------------------
+# Each idea, its one visible spelling, and spellings of the same idea that must not appear in any --help
+# (compared with "_" read as "-": HfArgumentParser shows --output_dir and --output-dir, one flag).
+IDEAS = {
+    "folder a command writes": ("--output-dir", {"--out", "--output", "--outdir", "--out-dir", "--save-dir"}),
+    "atlas image (NIfTI)": ("--atlas-image", {"--atlas", "--atlas-img", "--atlas-file", "--atlas-nifti"}),
+    "atlas name (ROI table)": ("--atlas-name", {"--atlas", "--atlas-table"}),
+    "label column": ("--label-column", {"--label", "--label-col", "--target-column"}),
+    "data": ("--data", {"--dataset", "--data-dir", "--input"}),
+    "seed": ("--seed", {"--random-seed", "--rng-seed"}),
+}
+WRITES_A_FOLDER = {"demo", "pretrain", "finetune", "evaluate", "extract", "convert-official", "explain"}
+
+
+def help_flags(command: str, capsys) -> set[str]:
+    """The long flags ``brainmass COMMAND --help`` shows, ``_`` read as ``-``."""
+    import re
+
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    return {flag.replace("_", "-") for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", text)}
+
+
+def test_every_subcommand_help_spells_each_idea_one_way_and_lists_the_common_options(capsys):
+    shown = {command: help_flags(command, capsys) for command in COMMANDS}
+    for command, flags in shown.items():
+        for idea, (spelling, others) in IDEAS.items():
+            assert not flags & others, f"brainmass {command} --help spells the {idea} {sorted(flags & others)}"
+        assert {"--verbose", "--quiet"} <= flags, command
+    assert {c for c, flags in shown.items() if "--output-dir" in flags} == WRITES_A_FOLDER
+    assert "--atlas-image" in shown["extract"] and "--atlas-name" in shown["explain"] | shown["convert-official"]
+    assert "--atlas-name" in shown["pretrain"]
+
+
+@pytest.mark.parametrize("command, old, new", [
+    ("extract", ["--atlas", "a.nii.gz", "--out", "ts"], ["--atlas-image", "a.nii.gz", "--output-dir", "ts"]),
+    ("explain", ["--atlas", "AAL-116", "--out", "ex", "--label_column", "dx"],
+     ["--atlas-name", "AAL-116", "--output-dir", "ex", "--label-column", "dx"]),
+    ("evaluate", ["--out", "ev", "--n_repeats", "3", "--site_column", "site"],
+     ["--output-dir", "ev", "--n-repeats", "3", "--site-column", "site"]),
+])
+def test_old_and_underscore_spellings_are_hidden_aliases_of_the_same_flags(command, old, new, monkeypatch):
+    """The spellings before issue 21 (--out, --atlas) and the underscore form of every flag still work."""
+    import argparse
+
+    seen = []
+
+    def capture(self, args=None, namespace=None):
+        seen.append(vars(original(self, args, namespace)[0]))
+        raise SystemExit(0)
+
+    original = cli._ArgumentParser.parse_known_args
+    monkeypatch.setattr(cli._ArgumentParser, "parse_known_args", capture)
+    base = {"extract": ["--scans", "s.nii.gz"], "explain": ["--model", "m", "--data", "d"],
+            "evaluate": ["--model", "m", "--data", "d"]}[command]
+    assert main([command, *base, *old]) == 0 and main([command, *base, *new]) == 0
+    assert seen[0] == seen[1] and isinstance(seen[0], dict) and argparse.SUPPRESS not in seen[0].values()
+
+
+def test_version_prints_the_package_and_library_versions(capsys):
+    import transformers
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"brainmass {bm.__version__} ") and f"transformers {transformers.__version__}" in out
+
+
+@pytest.mark.parametrize("flags, level, progress", [([], logging.WARNING, True), (["-v"], logging.INFO, True),
+                                                    (["-vv"], logging.DEBUG, True), (["-q"], logging.ERROR, False)])
+def test_verbose_and_quiet_set_the_logging_level_and_progress_bars_for_one_command(flags, level, progress,
+                                                                                   monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    seen = []
+    from transformers import TrainingArguments
+
+    monkeypatch.setitem(COMMANDS, "demo", lambda argv: seen.append(
+        (argv, logging.getLogger("brainmass_hf").getEffectiveLevel(), hf_logging.get_verbosity(),
+         cli.show_progress() and not TrainingArguments(output_dir="unused").disable_tqdm)))
+    before = (logging.getLogger("brainmass_hf").getEffectiveLevel(), hf_logging.get_verbosity())
+    assert main(["demo", *flags, "--fast"]) == 0
+    argv, package_level, hf_level, shown = seen[0]
+    assert argv == ["--fast"] and shown == progress
+    if flags:
+        assert package_level == hf_level == level
+    assert (logging.getLogger("brainmass_hf").getEffectiveLevel(), hf_logging.get_verbosity()) == before
+
+
+def test_extract_shows_a_progress_bar_unless_quiet(tmp_path, capsys):
+    write_nifti_scans(tmp_path)
+    argv = ["extract", "--scans", str(tmp_path / "sub-01_bold.nii.gz"), "--atlas-image", str(tmp_path / "atlas.nii.gz"),
+            "--output-dir", str(tmp_path / "ts")]
+    assert main(argv) == 0
+    assert "Extracting time series" in capsys.readouterr().err
+    assert main([*argv, "-q"]) == 0
+    assert "Extracting time series" not in capsys.readouterr().err

@@ -35,6 +35,7 @@ TINY_FLAGS = {
     "extract": [],
     "push": [],
     "convert-official": [],
+    "--version": [],
 }
 
 # Commands on the real cohorts kept outside the repo name them as ``../shared/...`` (a path from the repo root, where

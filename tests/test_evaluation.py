@@ -316,9 +316,10 @@ def test_report_json_keeps_every_split_and_writes_nan_as_null(synthetic_report):
     assert "NaN" not in synthetic_report.to_json()
 
 
-def test_report_save_writes_json_markdown_and_plots(synthetic_report, tmp_path):
+def test_report_save_writes_json_markdown_csv_and_plots(synthetic_report, tmp_path):
     synthetic_report.save(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.md", "roc_paper.png", "few_shot.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.md", "results.csv", "roc_paper.png",
+                                                    "few_shot.png"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def local_hub():
 
 def run_client(script: str, local_hub: LocalHub, hf_home: Path, cwd: Path, extra_env: dict | None = None) -> str:
     """Run ``script`` in a fresh interpreter pointed at ``local_hub``; returns its stdout, fails with its stderr."""
-    env = {**os.environ, **local_hub.env(hf_home), "PYTHONPATH": str(REPO_ROOT / "tests"), **(extra_env or {})}
+    # this checkout's brainmass_hf (not an installed copy) and the tests' helpers
+    pythonpath = os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT)])
+    env = {**os.environ, **local_hub.env(hf_home), "PYTHONPATH": pythonpath, **(extra_env or {})}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
@@ -71,8 +73,10 @@ def test_saved_model_and_feature_extractor_ship_the_code_and_auto_map(tmp_path):
     bm.BrainMassModel(config).save_pretrained(tmp_path / "model")
     bm.BrainMassFeatureExtractor.from_config(config).save_pretrained(tmp_path / "fe")
     # each copies its module and what that imports; a checkpoint (both in one folder) holds exactly the list
-    assert {p.name for p in (tmp_path / "model").glob("*.py")} == set(hub.REMOTE_CODE_FILES) - {"processing_brainmass.py"}
-    assert {p.name for p in (tmp_path / "fe").glob("*.py")} == set(hub.REMOTE_CODE_FILES) - {"modeling_brainmass.py"}
+    # (the pipeline file comes with the release path, complete_checkpoint_folder)
+    shipped = set(hub.REMOTE_CODE_FILES) - {"pipeline_brainmass.py"}
+    assert {p.name for p in (tmp_path / "model").glob("*.py")} == shipped - {"processing_brainmass.py"}
+    assert {p.name for p in (tmp_path / "fe").glob("*.py")} == shipped - {"modeling_brainmass.py"}
     auto_map = json.loads((tmp_path / "model" / "config.json").read_text())["auto_map"]
     assert {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"} <= set(auto_map)
     fe_map = json.loads((tmp_path / "fe" / "preprocessor_config.json").read_text())["auto_map"]
@@ -153,6 +157,147 @@ def test_release_cards_are_generated_from_their_facts():
         assert "In total 938 scans" in card and "cc-by-nc-sa-4.0" in card
 
 
+SHIPPED_CARDS = sorted([*REPO_ROOT.glob("checkpoints/*/README.md"), *REPO_ROOT.glob("model_cards/*.md")])
+
+
+@pytest.mark.parametrize("path", SHIPPED_CARDS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_card_loads_with_modelcard_and_holds_its_eval_results(path):
+    """One model-index result per cohort x protocol x metric of the facts' table (trained weights only), with the
+    table's numbers; datasets, the non-commercial licence of ABIDE-pretrained weights, the pipeline tag."""
+    card = ModelCard.load(path)
+    name = path.stem if path.parent.name == "model_cards" else path.parent.name
+    facts = json.loads((REPO_ROOT / "model_cards" / f"{name}.json").read_text())
+    assert card.data.license == "cc-by-nc-sa-4.0" and card.data.pipeline_tag == "feature-extraction"
+    assert card.data.datasets == facts["datasets"] and card.data.model_name == name
+    if facts.get("weights") == "pending":
+        assert card.data.eval_results is None and "PENDING" in card.text
+        return
+    rows = facts["results"]["rows"]
+    results = card.data.eval_results
+    assert len(results) == len(rows) == len({(r.dataset_name, r.metric_config, r.metric_type) for r in results})
+    datasets = facts["results"]["model_index"]["datasets"]
+    for row, result in zip(rows, results):
+        mean, std = (float(x) for x in row["BrainMass (this file)"].split("±"))
+        assert result.dataset_name == datasets[row["cohort"]]["name"] and result.metric_config == row["protocol"]
+        assert (result.metric_type, result.metric_value, result.metric_args) == ("roc_auc", mean, {"std": std})
+    assert card.data.metrics == ["roc_auc"]
+
+
+def test_card_tags_with_a_colon_or_a_quote_survive_the_yaml():
+    tags = ["task:diagnosis", 'it\'s "quoted"', "a: b # not a comment"]
+    card = ModelCard(hub.render_model_card(tiny_config(), facts={"tags": tags, "license": "cc0-1.0"}))
+    assert set(tags) <= set(card.data.tags) and card.data.license == "cc0-1.0"
+
+
+@pytest.mark.parametrize("path", SHIPPED_CARDS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_card_tells_a_stranger_what_it_is(path):
+    """Unofficial, the corpus beside the paper's, the transformers versions, the code licence; nothing that only
+    makes sense inside this repository or on its machines."""
+    text = path.read_text()
+    assert "unofficial reimplementation" in text.lower()
+    assert "In total 938 scans" in text and f"{hub.PAPER_CORPUS['scans']:,} scans" in text
+    assert f"`transformers` {hub.MIN_TRANSFORMERS} or\nnewer" in text
+    assert "The code files of this repository are Apache-2.0" in text
+    for internal in ("../shared", "/work/", "benchmarks/", "docs/", "tests/", "checkpoints/", "this project",
+                     "This project", "E10"):
+        assert internal not in text, f"{path}: {internal!r}"
+    if "PENDING" not in text:
+        assert "tested with `transformers` 5." in text
+
+
+def test_card_usage_snippet_runs_and_uses_the_view_of_its_results(tmp_path, devfmri_scans):
+    """The released card's snippet, run against the checkpoint folder: the pFC view its results were measured
+    with, through the Auto classes and through pipeline("feature-extraction")."""
+    text = (REPO_ROOT / "checkpoints" / "brainmass-small-aal116" / "README.md").read_text()
+    code = text.split("## Use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'view="pfc"' in code and "Results" in text and "train on one pFC view, test on one pFC view" in text
+    folder = str(REPO_ROOT / "checkpoints" / "brainmass-small-aal116")
+    code = code.replace('"brainmass-hf/brainmass-small-aal116"', repr(folder)).replace('"<commit sha>"', "None")
+    namespace = {"scans": [s[:100] for s in devfmri_scans[:3]]}
+    exec(code, namespace)
+    assert tuple(namespace["features"].shape) == (3, 928)
+    assert [v.shape for v in namespace["vectors"]] == [(928,)] * 3
+
+
+def test_minimum_transformers_is_the_declared_bound_and_the_installed_api_has_what_the_code_imports():
+    """The cards' minimum is pyproject's lower bound; every name the shipped code imports from transformers
+    exists in the installed version (the one the remote-code tests run against)."""
+    import ast
+    import importlib
+    import importlib.util
+    import tomllib
+
+    import transformers
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    requirement = next(Requirement(r) for r in project["dependencies"] if r.startswith("transformers"))
+    lower = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+    assert lower == [hub.MIN_TRANSFORMERS]
+    assert Version(transformers.__version__) in requirement.specifier
+    package = Path(hub.__file__).parent
+    for name in hub.REMOTE_CODE_FILES:
+        for node in ast.walk(ast.parse((package / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("transformers"):
+                module = importlib.import_module(node.module)
+                missing = [a.name for a in node.names
+                           if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+                assert not missing, f"{name}: {node.module} lacks {missing}"
+
+
+def test_shipped_checkpoint_code_is_byte_identical_to_the_package():
+    package = Path(hub.__file__).parent
+    folders = [p.parent for p in REPO_ROOT.glob("checkpoints/*/config.json")]
+    assert folders
+    for folder in folders:
+        assert {p.name for p in folder.glob("*.py")} == set(hub.REMOTE_CODE_FILES), folder
+        for name in hub.REMOTE_CODE_FILES:
+            assert (folder / name).read_bytes() == (package / name).read_bytes(), f"{folder.name}/{name}: run brainmass release"
+        config = json.loads((folder / "config.json").read_text())
+        assert config["custom_pipelines"] == hub.CUSTOM_PIPELINES
+
+
+def test_licence_follows_the_checkpoint_a_push_or_fine_tuning_starts_from(tmp_path):
+    """A folder's card licence is kept when a new card is rendered for it; fine-tuning facts carry it on; a
+    checkpoint without a recorded licence says "unknown", never apache-2.0."""
+    bm.BrainMassModel(tiny_config()).save_pretrained(tmp_path)
+    hub.write_model_card(tmp_path, facts={"license": "cc-by-nc-sa-4.0"})
+    hub.complete_checkpoint_folder(tmp_path, facts={"recipe": "brainmass pretrain --preset tiny"})
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.license == "cc-by-nc-sa-4.0" and "brainmass pretrain --preset tiny" in card.text
+    assert hub.license_of(tmp_path) == "cc-by-nc-sa-4.0"
+    facts = hub.fine_tuned_card_facts(tmp_path)
+    assert facts["license"] == "cc-by-nc-sa-4.0" and facts["base_model"] is None  # a folder is not a Hub id
+    fine_tuned = ModelCard(hub.render_model_card(tiny_config(), facts={**facts, "base_model": "user/encoder"}))
+    assert (fine_tuned.data.license, fine_tuned.data.base_model) == ("cc-by-nc-sa-4.0", "user/encoder")
+    assert "inherited from the base model `user/encoder`" in fine_tuned.text
+    (tmp_path / "README.md").unlink()
+    hub.complete_checkpoint_folder(tmp_path)
+    assert ModelCard.load(tmp_path / "README.md").data.license == "unknown"
+    assert hub.license_of(tmp_path) is None and hub.license_of(tmp_path / "missing") is None
+
+
+def test_brainmass_release_writes_the_cards_and_completes_the_checkpoint(tmp_path):
+    from brainmass_hf.cli import main
+
+    (tmp_path / "model_cards").mkdir()
+    folder = tmp_path / "checkpoints" / "tiny"
+    model = bm.BrainMassModel(tiny_config(atlas_name="AAL-116"))
+    model.save_pretrained(folder)
+    for name in hub.REMOTE_CODE_FILES:
+        (folder / name).unlink(missing_ok=True)
+    hub.write_model_card(folder, facts={"license": "cc-by-nc-sa-4.0"})  # the checkpoint's licence, kept
+    facts = {"name": "tiny", "checkpoint": "checkpoints/tiny", "datasets": ["toy"], "weights": "trained"}
+    (tmp_path / "model_cards" / "tiny.json").write_text(json.dumps(facts))
+    assert main(["release", "--cards-dir", str(tmp_path / "model_cards")]) == 0
+    card = (tmp_path / "model_cards" / "tiny.md").read_text()
+    assert (folder / "README.md").read_text() == card
+    assert ModelCard(card).data.license == "cc-by-nc-sa-4.0"
+    assert {p.name for p in folder.glob("*.py")} == set(hub.REMOTE_CODE_FILES)
+    assert main(["release", "--cards-dir", str(tmp_path / "none")]) == 2
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The Hub protocol
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,11 +343,13 @@ def test_local_hub_speaks_the_protocol(local_hub, tmp_path):
 
 @pytest.mark.slow
 def test_push_and_load_every_model_class_revisions_and_offline(local_hub, tmp_path):
-    """push_to_hub + from_pretrained of every model class and the feature extractor; our card, not the generic
-    one; a pinned revision loads the first push after a second one; then everything loads offline from the cache."""
+    """hub.push_model_to_hub (the release path; the model's own push_to_hub is transformers') + from_pretrained of
+    every model class and the feature extractor; our card, not the generic one; a pinned revision loads the first
+    push after a second one; then everything loads offline from the cache."""
     script = """
         import torch, brainmass_hf as bm
         from huggingface_hub import HfApi, hf_hub_download
+        from brainmass_hf.hub import push_model_to_hub
         from conftest import tiny_config
         torch.manual_seed(0)
         config = tiny_config(atlas_name="AAL-116")
@@ -211,7 +358,7 @@ def test_push_and_load_every_model_class_revisions_and_offline(local_hub, tmp_pa
         for cls in (bm.BrainMassModel, bm.BrainMassForPreTraining, bm.BrainMassForConnectomeClassification):
             repo = f"user/{cls.__name__.lower()}"
             model = cls(config).eval()
-            model.push_to_hub(repo)
+            push_model_to_hub(model, repo)
             loaded = cls.from_pretrained(repo).eval()
             for k, v in model.state_dict().items():
                 assert torch.equal(v, loaded.state_dict()[k]), (cls.__name__, k)
@@ -225,7 +372,7 @@ def test_push_and_load_every_model_class_revisions_and_offline(local_hub, tmp_pa
         # revision pinning: a second push to the same repo, then the first revision by its commit sha
         first = bm.BrainMassModel.from_pretrained("user/brainmassmodel").eval()
         second = bm.BrainMassModel(config).eval()
-        second.push_to_hub("user/brainmassmodel")
+        push_model_to_hub(second, "user/brainmassmodel")
         with torch.no_grad():
             latest = bm.BrainMassModel.from_pretrained("user/brainmassmodel").eval()(connectivity=fc).pooler_output
             pinned = bm.BrainMassModel.from_pretrained("user/brainmassmodel", revision=shas["user/brainmassmodel"])

@@ -56,7 +56,7 @@ def test_checkpoint_loads_with_only_torch_transformers_numpy(tmp_path, devfmri_s
     folder = tmp_path / "ckpt"
     model.save_pretrained(folder)
     bm.BrainMassFeatureExtractor.from_config(model.config).save_pretrained(folder)
-    complete_checkpoint_folder(folder)  # the card (the code and auto_map were written by save_pretrained)
+    complete_checkpoint_folder(folder)  # the card and the pipeline (the code and auto_map came with save_pretrained)
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"}
     scans = [s[:120] for s in devfmri_scans[:2]]
@@ -76,7 +76,7 @@ def test_checkpoint_loads_with_only_torch_transformers_numpy(tmp_path, devfmri_s
                 pass
         import torch
         from transformers import (AutoFeatureExtractor, AutoModel, AutoModelForPreTraining,
-                                  AutoModelForSequenceClassification)
+                                  AutoModelForSequenceClassification, pipeline)
         source = {str(folder)!r}
         if {source!r} == "hub":
             from huggingface_hub import HfApi
@@ -94,6 +94,14 @@ def test_checkpoint_loads_with_only_torch_transformers_numpy(tmp_path, devfmri_s
         with torch.no_grad():
             out = model(**fe([s.numpy() for s in expected["scans"]], view="full")).pooler_output
         assert torch.allclose(out, expected["pooled"], atol=1e-5), (out - expected["pooled"]).abs().max()
+        # pipeline("feature-extraction"): a list of (T, R) arrays in, one 8R numpy vector per scan out
+        extractor = pipeline("feature-extraction", model=source, **kwargs)
+        assert type(extractor).__name__ == "BrainMassFeatureExtractionPipeline"
+        vectors = extractor([s.numpy() for s in expected["scans"]])
+        assert [v.shape for v in vectors] == [(928,)] * 2
+        assert torch.allclose(torch.as_tensor(vectors[1]), expected["pooled"][1], atol=1e-5)
+        one = extractor(expected["scans"][0].numpy(), view="pfc", seed=0)
+        assert one.shape == (928,) and (one == extractor(expected["scans"][0].numpy(), view="pfc", seed=0)).all()
         clf = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2, **kwargs)
         assert type(clf).__name__ == "BrainMassForConnectomeClassification"
         assert type(AutoModelForPreTraining.from_pretrained(source, **kwargs)).__name__ == "BrainMassForPreTraining"

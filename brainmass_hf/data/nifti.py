@@ -78,6 +78,114 @@ def _load_atlas(atlas_img: Any) -> tuple[Any, np.ndarray]:
     return atlas, labels
 
 
+def _check_scan_inputs(imgs: list, subject_ids, confounds, output_dir) -> tuple[list[str], list]:
+    """The scan ids (given, else from the file names) and one confounds entry per scan, checked."""
+    if not imgs:
+        raise BrainMassDataError("img_paths is empty; pass at least one 4D NIfTI scan.")
+    if subject_ids is None:
+        subject_ids = [_scan_id_from_path(Path(i)) if isinstance(i, (str, Path)) else f"scan{k:03d}"
+                       for k, i in enumerate(imgs)]
+    subject_ids = [str(s) for s in subject_ids]
+    if len(subject_ids) != len(imgs):
+        raise BrainMassDataError(f"Got {len(imgs)} scans but {len(subject_ids)} subject_ids; pass one id per scan.")
+    check_unique_ids(subject_ids, what="subject_ids")
+    if output_dir is not None:
+        _check_file_names(subject_ids)
+    if confounds is None:
+        return subject_ids, [None] * len(imgs)
+    confounds = list(confounds)
+    if len(confounds) != len(imgs):
+        raise BrainMassDataError(
+            f"confounds must hold one entry (path, array or None) per scan: got {len(confounds)} for "
+            f"{len(imgs)} scans."
+        )
+    for scan_id, c in zip(subject_ids, confounds):
+        if isinstance(c, (str, Path)) and not Path(c).is_file():
+            raise BrainMassDataError(
+                f"Confounds file {c} for scan {scan_id!r} does not exist; check the path (or pass None)."
+            )
+    return subject_ids, confounds
+
+
+def _read_headers(imgs: list, subject_ids: list[str]) -> list[Any]:
+    """Every scan as a nibabel image, checked from its header (no voxel data read) before any extraction."""
+    import nibabel as nib
+
+    missing = [str(i) for i in imgs if isinstance(i, (str, Path)) and not Path(i).is_file()]
+    if missing:
+        raise BrainMassDataError(f"Scan files do not exist: {format_names(missing)}; check the paths.")
+    headers = []
+    for scan_id, img in zip(subject_ids, imgs):
+        try:
+            loaded = nib.load(str(img)) if isinstance(img, (str, Path)) else img
+        except Exception as exc:
+            raise BrainMassDataError(
+                f"Could not read scan {scan_id!r} ({img}): {exc}. Pass a 4D NIfTI file (.nii or .nii.gz)."
+            ) from exc
+        if len(loaded.shape) != 4:
+            raise BrainMassDataError(
+                f"Scan {scan_id!r} has shape {loaded.shape}; a 4D image (x, y, z, time) is needed."
+            )
+        headers.append(loaded)
+    return headers
+
+
+def _grid_masker(img, scan_id: str, atlas, labels: np.ndarray, roi_names: list[str], cleaning: dict) -> tuple:
+    """A fitted ``NiftiLabelsMasker`` for the grid of ``img`` (the atlas resampled to it by nearest neighbour when
+    the grids differ) and the label values present on that grid; a label lost in resampling is warned about."""
+    from nilearn.image import resample_to_img
+    from nilearn.maskers import NiftiLabelsMasker
+
+    same = img.shape[:3] == atlas.shape and np.allclose(img.affine, atlas.affine, atol=1e-5)
+    grid_atlas = atlas
+    if not same:
+        # Label values must survive resampling, hence nearest neighbour (nilearn's choice for labels).
+        grid_atlas = resample_to_img(atlas, img, interpolation="nearest", force_resample=True, copy_header=True)
+        logger.info("Resampled the atlas to the grid of scan %r (nearest neighbour).", scan_id)
+    present = [int(v) for v in np.unique(np.asanyarray(grid_atlas.dataobj)) if v != 0]
+    lost = [name for v, name in zip(labels, roi_names) if int(v) not in present]
+    if lost:
+        warn(f"Scan {scan_id!r} (and any scan on the same grid): {len(lost)} atlas label(s) cover no voxel after "
+             f"resampling to the scan: {format_names(lost)}. Their columns are zeros.")
+    masker = NiftiLabelsMasker(
+        # nilearn spells "no standardization" None (False is deprecated there).
+        labels_img=grid_atlas, background_label=0, resampling_target=None, keep_masked_labels=False, **cleaning,
+    ).fit()
+    return masker, present
+
+
+def _scan_series(masker, source, conf, scan_id: str, column_of: dict[int, int]) -> np.ndarray:
+    """``(T, R)`` float32 of one scan: the masker's signals in the atlas's column order, zeros for lost labels."""
+    try:
+        signals = masker.transform(str(source) if isinstance(source, Path) else source, confounds=conf)
+    except Exception as exc:
+        raise BrainMassDataError(f"Extraction failed for scan {scan_id!r}: {type(exc).__name__}: {exc}") from exc
+    region_ids = masker.region_ids_  # nilearn: column k of the signals -> its label value
+    series = np.zeros((signals.shape[0], len(column_of)), dtype=np.float32)
+    for k in range(signals.shape[1]):
+        series[:, column_of[int(region_ids[k])]] = signals[:, k]
+    return series
+
+
+def _save_series(series: np.ndarray, scan_id: str, output_dir: Path) -> Path:
+    target = output_dir / f"{scan_id}.npy"
+    # _check_file_names already refused separators; this guards against anything it did not foresee.
+    if target.resolve().parent != output_dir.resolve():
+        raise BrainMassDataError(f"subject id {scan_id!r} would write outside {output_dir}; rename it.")
+    np.save(target, series)
+    return target
+
+
+def _roi_names_for(labels: np.ndarray, roi_names: Sequence[str] | None) -> list[str]:
+    names = [str(v) for v in labels] if roi_names is None else [str(n) for n in roi_names]
+    if len(names) != len(labels):
+        raise BrainMassDataError(
+            f"roi_names has {len(names)} names but the atlas has {len(labels)} labels; give one name per "
+            "label, in sorted label order."
+        )
+    return names
+
+
 def extract_time_series(
     img_paths: str | Path | Any | Sequence[str | Path | Any],
     atlas_img: str | Path | Any,
@@ -119,126 +227,38 @@ def extract_time_series(
     :class:`BrainMassDataWarning` and its column is filled with zeros, so every scan keeps R columns (the
     loaders count it as a constant ROI).
     """
-    import nibabel as nib
     from tqdm.auto import tqdm
 
     single = isinstance(img_paths, (str, Path)) or hasattr(img_paths, "affine")
     imgs = [img_paths] if single else list(img_paths)
-    if not imgs:
-        raise BrainMassDataError("img_paths is empty; pass at least one 4D NIfTI scan.")
-    if subject_ids is None:
-        subject_ids = [_scan_id_from_path(Path(i)) if isinstance(i, (str, Path)) else f"scan{k:03d}"
-                       for k, i in enumerate(imgs)]
-    subject_ids = [str(s) for s in subject_ids]
-    if len(subject_ids) != len(imgs):
-        raise BrainMassDataError(f"Got {len(imgs)} scans but {len(subject_ids)} subject_ids; pass one id per scan.")
-    check_unique_ids(subject_ids, what="subject_ids")
-    if output_dir is not None:
-        _check_file_names(subject_ids)
-    if confounds is not None:
-        confounds = list(confounds)
-        if len(confounds) != len(imgs):
-            raise BrainMassDataError(
-                f"confounds must hold one entry (path, array or None) per scan: got {len(confounds)} for "
-                f"{len(imgs)} scans."
-            )
-        for scan_id, c in zip(subject_ids, confounds):
-            if isinstance(c, (str, Path)) and not Path(c).is_file():
-                raise BrainMassDataError(
-                    f"Confounds file {c} for scan {scan_id!r} does not exist; check the path (or pass None)."
-                )
-    else:
-        confounds = [None] * len(imgs)
+    subject_ids, confounds = _check_scan_inputs(imgs, subject_ids, confounds, output_dir)
     if standardize is True:
         standardize = "zscore_sample"
     if standardize is None:
         standardize = False
     check_choice("standardize", standardize, (False, "zscore_sample", "zscore", "psc"))
-
-    # Every scan is checked from its header (no voxel data read) before any extraction starts.
-    missing = [str(i) for i in imgs if isinstance(i, (str, Path)) and not Path(i).is_file()]
-    if missing:
-        raise BrainMassDataError(f"Scan files do not exist: {format_names(missing)}; check the paths.")
-    headers = []
-    for scan_id, img in zip(subject_ids, imgs):
-        try:
-            loaded = nib.load(str(img)) if isinstance(img, (str, Path)) else img
-        except Exception as exc:
-            raise BrainMassDataError(
-                f"Could not read scan {scan_id!r} ({img}): {exc}. Pass a 4D NIfTI file (.nii or .nii.gz)."
-            ) from exc
-        if len(loaded.shape) != 4:
-            raise BrainMassDataError(
-                f"Scan {scan_id!r} has shape {loaded.shape}; a 4D image (x, y, z, time) is needed."
-            )
-        headers.append(loaded)
+    headers = _read_headers(imgs, subject_ids)
     if (low_pass is not None or high_pass is not None) and t_r is None:
         t_r = float(headers[0].header.get_zooms()[3])
         if t_r <= 0:
             raise BrainMassDataError("low_pass/high_pass need t_r (seconds) and the scan header has none; pass t_r=.")
         logger.info("Using t_r=%.3f s from the header of %r", t_r, subject_ids[0])
-
     atlas, labels = _load_atlas(atlas_img)
-    if roi_names is None:
-        roi_names = [str(v) for v in labels]
-    roi_names = [str(n) for n in roi_names]
-    if len(roi_names) != len(labels):
-        raise BrainMassDataError(
-            f"roi_names has {len(roi_names)} names but the atlas has {len(labels)} labels; give one name per "
-            "label, in sorted label order."
-        )
+    roi_names = _roi_names_for(labels, roi_names)
     column_of = {int(v): k for k, v in enumerate(labels)}
-
-    from nilearn.image import resample_to_img
-    from nilearn.maskers import NiftiLabelsMasker
-
-    maskers: dict[tuple, tuple[Any, list[int]]] = {}
-    outputs: list[Any] = []
+    cleaning = dict(standardize=standardize or None, detrend=detrend, low_pass=low_pass, high_pass=high_pass, t_r=t_r)
     if output_dir is not None:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+    maskers: dict[tuple, tuple[Any, list[int]]] = {}
+    outputs: list[Any] = []
     for scan_id, source, img, conf in tqdm(list(zip(subject_ids, imgs, headers, confounds)),
                                            desc="Extracting time series", unit="scan", disable=not show_progress):
         grid = (tuple(img.shape[:3]), np.round(img.affine, 5).tobytes())
         if grid not in maskers:
-            same = img.shape[:3] == atlas.shape and np.allclose(img.affine, atlas.affine, atol=1e-5)
-            grid_atlas = atlas
-            if not same:
-                # Label values must survive resampling, hence nearest neighbour (nilearn's choice for labels).
-                grid_atlas = resample_to_img(atlas, img, interpolation="nearest", force_resample=True,
-                                             copy_header=True)
-                logger.info("Resampled the atlas to the grid of scan %r (nearest neighbour).", scan_id)
-            present = [int(v) for v in np.unique(np.asanyarray(grid_atlas.dataobj)) if v != 0]
-            lost = [roi_names[column_of[v]] for v in labels if int(v) not in present]
-            if lost:
-                message = (f"Scan {scan_id!r} (and any scan on the same grid): {len(lost)} atlas label(s) cover no "
-                           f"voxel after resampling to the scan: {format_names(lost)}. Their columns are zeros.")
-                warn(message)
-            masker = NiftiLabelsMasker(
-                # nilearn spells "no standardization" None (False is deprecated there).
-                labels_img=grid_atlas, background_label=0, standardize=standardize or None, detrend=detrend,
-                low_pass=low_pass, high_pass=high_pass, t_r=t_r, resampling_target=None,
-                keep_masked_labels=False,
-            ).fit()
-            maskers[grid] = (masker, present)
-        masker, present = maskers[grid]
-        try:
-            signals = masker.transform(str(source) if isinstance(source, Path) else source, confounds=conf)
-        except Exception as exc:
-            raise BrainMassDataError(f"Extraction failed for scan {scan_id!r}: {type(exc).__name__}: {exc}") from exc
-        region_ids = masker.region_ids_
-        series = np.zeros((signals.shape[0], len(labels)), dtype=np.float32)
-        for k in range(signals.shape[1]):
-            series[:, column_of[int(region_ids[k])]] = signals[:, k]
-        if output_dir is not None:
-            target = output_dir / f"{scan_id}.npy"
-            # _check_file_names already refused separators; this guards against anything it did not foresee.
-            if target.resolve().parent != output_dir.resolve():
-                raise BrainMassDataError(f"subject id {scan_id!r} would write outside {output_dir}; rename it.")
-            np.save(target, series)
-            outputs.append(target)
-        else:
-            outputs.append(series)
+            maskers[grid] = _grid_masker(img, scan_id, atlas, labels, roi_names, cleaning)
+        series = _scan_series(maskers[grid][0], source, conf, scan_id, column_of)
+        outputs.append(series if output_dir is None else _save_series(series, scan_id, output_dir))
     if output_dir is not None:
         pd.DataFrame({"index0": range(len(labels)), "label_value": labels, "name": roi_names}).to_csv(
             output_dir / "rois.csv", index=False

@@ -4,6 +4,7 @@ differences, JSON with every split, and ROC / few-shot figures."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from sklearn.metrics import roc_curve
 from .metrics import METRICS, format_mean_std, paired_difference
 from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, ProtocolResult
 
-__all__ = ["EvaluationReport", "roc_curve_data"]
+__all__ = ["EvaluationReport", "roc_curve_data", "TIDY_COLUMNS", "tidy_rows", "write_results_csv"]
 
 BASELINES = (METHOD_RAW_FC, METHOD_TANGENT, METHOD_RANDOM)
 _METHOD_ORDER = {METHOD_MODEL: 0, METHOD_RAW_FC: 1, METHOD_TANGENT: 2, METHOD_RANDOM: 3}
@@ -325,13 +326,14 @@ class EvaluationReport:
         return _save(self.few_shot_figure(metric), path)
 
     def save(self, output_dir: str | os.PathLike) -> dict[str, Path]:
-        """Write `results.json`, `results.md`, `roc_<protocol>.png` per protocol with ROC data, and
-        `few_shot.png` when few-shot ran. Returns the written paths by name."""
+        """Write `results.json`, `results.md`, `results.csv` (:func:`write_results_csv`), `roc_<protocol>.png`
+        per protocol with ROC data, and `few_shot.png` when few-shot ran. Returns the written paths by name."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         written = {"results.json": output_dir / "results.json", "results.md": output_dir / "results.md"}
         self.to_json(written["results.json"])
         written["results.md"].write_text(self.to_markdown())
+        written["results.csv"] = write_results_csv(self, output_dir / "results.csv")
         for protocol in dict.fromkeys(r.protocol for r in self.results):
             if protocol == "few_shot":
                 path = self.plot_few_shot(output_dir / "few_shot.png")
@@ -340,6 +342,38 @@ class EvaluationReport:
             if path is not None:
                 written[path.name] = path
         return written
+
+
+TIDY_COLUMNS = ("protocol", "setting", "method", "split", "train_size", "test_size", "metric", "value")
+
+
+def tidy_rows(report: "EvaluationReport") -> list[dict[str, Any]]:
+    """One row per method x protocol x split x metric (columns :data:`TIDY_COLUMNS`), for every method and
+    protocol in ``report`` (whatever methods it holds). ``setting`` tells apart results of one protocol
+    (``k=10`` for few-shot, ``A → B`` for zero-shot, else empty); ``split`` is the split's index; ``value`` is
+    the metric on that split's test scans (NaN where it is undefined, e.g. AUC with one class)."""
+    rows = []
+    for result in report.results:
+        setting = result.name[len(result.protocol):].strip().strip("()")
+        for split in result.splits:
+            for metric in METRICS:
+                if metric in split:
+                    rows.append({
+                        "protocol": result.protocol, "setting": setting, "method": result.method,
+                        "split": split["split"], "train_size": split.get("train_size"),
+                        "test_size": split.get("test_size"), "metric": metric, "value": split[metric],
+                    })
+    return rows
+
+
+def write_results_csv(report: "EvaluationReport", path: str | os.PathLike) -> Path:
+    """Write :func:`tidy_rows` of ``report`` to ``path`` (CSV with a header; ``pandas.read_csv`` reads it)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TIDY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(tidy_rows(report))
+    return path
 
 
 def _save(fig, path: str | os.PathLike) -> Path | None:
