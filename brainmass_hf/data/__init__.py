@@ -52,6 +52,7 @@ from ..validation import (
 from .loaders import (
     BUNDLED_DIR,
     bundled_roi_names,
+    class_labels,
     default_min_timepoints,
     load_dataset_auto,
     load_devfmri,
@@ -61,6 +62,7 @@ from .loaders import (
     resolve_dataset,
     time_series_list,
     validate_dataset,
+    with_class_labels,
 )
 from .nifti import extract_time_series
 from .phenotype import ID_COLUMN_CANDIDATES, PHENOTYPE_FILENAMES, find_phenotype_file, match_ids
@@ -78,6 +80,7 @@ __all__ = [
     "CONSTANT_ROI_STD",
     "bundled_roi_names",
     "check_unique_ids",
+    "class_labels",
     "count_constant_rois",
     "default_min_timepoints",
     "extract_time_series",
@@ -92,4 +95,5 @@ __all__ = [
     "time_series_list",
     "validate_dataset",
     "validate_time_series",
+    "with_class_labels",
 ]

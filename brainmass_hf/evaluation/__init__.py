@@ -30,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -40,7 +39,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import resolve_dataset, time_series_list
+from ..data import class_labels, resolve_dataset, time_series_list
+from ..data.loaders import scan_ids
+from ..validation import check_no_missing
 from ..modeling_brainmass import BrainMassModel
 from .features import (
     FEATURES, VIEWS, FCSettings, _encoder_of, _view_count, extract_features, random_init_like, raw_fc_features,
@@ -90,45 +91,14 @@ def parse_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def labels_from_dataset(dataset: Any, label_column: str = "label") -> tuple[np.ndarray, list[str]]:
-    """Integer class codes `[N]` and class names from a dataset column.
+    """Integer class codes `[N]` and class names from any dataset column (`brainmass_hf.data.class_labels`).
 
     A ClassLabel keeps its names (classes without scans are dropped and the rest re-coded in order); any
-    other column is encoded by its sorted distinct values.
+    other column is encoded by its sorted distinct values. Missing values, one class, a class with fewer than 2
+    scans and continuous values are errors; spellings differing only in case or whitespace are merged with a
+    warning.
     """
-    if label_column not in dataset.column_names:
-        raise ValueError(
-            f"The dataset has no column {label_column!r}; pass label_column= naming the column that holds "
-            f"each scan's class (columns: {dataset.column_names})."
-        )
-    values = list(dataset[label_column])
-    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
-    if missing:
-        raise ValueError(
-            f"Column {label_column!r} has {len(missing)} missing labels (rows {missing[:5]}…); drop those rows."
-        )
-    names_of_codes = getattr(dataset.features[label_column], "names", None)
-    values = np.asarray(values)
-    if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
-        raise ValueError(
-            f"Column {label_column!r} holds continuous values; evaluation is classification, so bin it into "
-            "classes first (or pick a categorical column)."
-        )
-    classes, codes = np.unique(values, return_inverse=True)
-    if names_of_codes is not None:
-        names = [names_of_codes[int(c)] for c in classes]
-    else:
-        names = [str(c.item() if hasattr(c, "item") else c) for c in classes]
-    codes = codes.astype(np.int64)
-    counts = np.bincount(codes)
-    if classes.size < 2:
-        raise ValueError(f"Column {label_column!r} holds a single class ({names[0]}); evaluation needs two or more.")
-    if counts.min() < 2:
-        rare = [n for n, c in zip(names, counts) if c < 2]
-        raise ValueError(
-            f"Class(es) {rare} of column {label_column!r} have fewer than 2 scans; every class needs at least 2. "
-            "Drop or merge those classes."
-        )
-    return codes, names
+    return class_labels(dataset, label_column, min_per_class=2, drop_unused=True)
 
 
 def _column(dataset: Any, column: str | None, argument: str, n: int) -> np.ndarray | None:
@@ -137,6 +107,8 @@ def _column(dataset: Any, column: str | None, argument: str, n: int) -> np.ndarr
         return None
     if column not in dataset.column_names:
         raise ValueError(f"{argument}={column!r} is not a column of the dataset (columns: {dataset.column_names}).")
+    check_no_missing(dataset[column], scan_ids(dataset), f"{argument} {column!r}",
+                     "Fill them in or drop these scans (a blank would become a site or subject named 'None').")
     return _check_per_scan(dataset[column], n, argument)
 
 
@@ -255,6 +227,8 @@ def evaluate(
     uses seed `seed + 1`, TTA seed `seed + 2`). The raw-FC baseline uses the same views.
     """
     protocols = parse_protocols(protocols)
+    if int(n_repeats) < 1:
+        raise ValueError(f"n_repeats must be at least 1 (splits, and few-shot draws per k); got {n_repeats}.")
     if cv not in CV_SCHEMES:
         raise ValueError(f"cv must be one of {CV_SCHEMES}; got {cv!r}.")
     test_views = _view_count(test_view, num_tta_views if test_view == "tta" else 1)
@@ -285,6 +259,8 @@ def evaluate(
         "model": str(getattr(encoder.config, "_name_or_path", "") or type(encoder).__name__),
         "pretrained_on_eval_scans": pretrained_on_eval_scans, "include_random_baseline": include_random_baseline,
         "finetune_kwargs": dict(finetune_kwargs or {}),
+        # leave-one-site-out split k tests the k-th site in sorted order (the report names unscored ones)
+        "test_sites": np.unique(sites).tolist() if cv == "leave_one_site_out" else None,
     }
     models = {METHOD_MODEL: encoder}
     if include_random_baseline:
