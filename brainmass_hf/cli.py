@@ -246,15 +246,6 @@ def _finetune_parser():
     return parser
 
 
-def _finetune_default(name: str):
-    """A default of ``brainmass_hf.training.finetune`` (e.g. its ``output_dir``)."""
-    import inspect
-
-    from .training import finetune
-
-    return inspect.signature(finetune).parameters[name].default
-
-
 def parse_finetune_args(argv: list[str] | None = None) -> tuple[FinetuneScriptArguments, dict]:
     """The script arguments and the ``TrainingArguments`` flags the user gave (only those, so that
     ``finetune``'s own defaults hold for the rest)."""
@@ -277,10 +268,10 @@ def parse_finetune_args(argv: list[str] | None = None) -> tuple[FinetuneScriptAr
 def finetune_main(argv: list[str] | None = None):
     """``brainmass finetune``: stratified train/test split, fine-tune, print the test metrics, save the model."""
     from .data import with_class_labels
-    from .training import finetune
+    from .training import FINETUNE_OUTPUT_DIR, finetune
 
     script, training_kwargs = parse_finetune_args(argv)
-    check_output_folder(training_kwargs.get("output_dir", _finetune_default("output_dir")))
+    check_output_folder(training_kwargs.get("output_dir", FINETUNE_OUTPUT_DIR))
     model_path = checked_model_path(script.model_name_or_path, "--model_name_or_path")
     dataset = load_data(script.data, script.orientation)
     if script.label_column not in dataset.column_names:

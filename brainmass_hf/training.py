@@ -485,6 +485,9 @@ def _save_encoder(trainer, args, feature_extractor, encoder_dir: str) -> None:
             )
 
 
+FINETUNE_OUTPUT_DIR = "runs/finetune"  # finetune()'s default output_dir (the CLI checks it before any work)
+
+
 def _class_names(dataset, label_column: str):
     feature = dataset.features.get(label_column)
     return list(feature.names) if hasattr(feature, "names") else None
@@ -555,7 +558,7 @@ def finetune(
     train_dataset,
     eval_dataset=None,
     *,
-    output_dir: str = "runs/finetune",
+    output_dir: str = FINETUNE_OUTPUT_DIR,
     label_column: str = "label",
     num_train_epochs: float = 20,
     learning_rate: float = 1e-4,
