@@ -41,6 +41,11 @@ def _make_writable_folder(path: Path, flag: str) -> None:
         ) from error
 
 
+def _main_process() -> bool:
+    """Rank 0 of a distributed run (``RANK``, set by ``torchrun``), or a single process: the one that locks."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,7 +67,8 @@ def _busy_error(lock: Path, flag: str) -> OutputFolderError:
 
 def check_output_folder(path: str | os.PathLike, flag: str = "--output_dir") -> Path:
     """Create ``path`` if needed and check, before any work, that it can be written and that no other run holds
-    its lock. ``flag`` names the option in the message. Returns the folder.
+    its lock (checked by the main process only: the other ranks of a distributed run share its lock). ``flag`` names
+    the option in the message. Returns the folder.
 
     Raises:
         OutputFolderError: naming the folder and what to do.
@@ -70,8 +76,8 @@ def check_output_folder(path: str | os.PathLike, flag: str = "--output_dir") -> 
     path = Path(path)
     _make_writable_folder(path, flag)
     lock = path / LOCK_NAME
-    if fcntl is not None and lock.exists():
-        with contextlib.suppress(FileNotFoundError), open(lock, "a") as handle:
+    if fcntl is not None and _main_process() and lock.exists():
+        with contextlib.suppress(FileNotFoundError), open(lock) as handle:
             if not _try_lock(handle.fileno()):
                 raise _busy_error(lock, flag)
     return path
@@ -87,10 +93,10 @@ def output_folder_lock(path: str | os.PathLike, flag: str = "--output_dir") -> I
     Raises:
         OutputFolderError: the folder cannot be written, or another live run holds the lock (its PID is named).
     """
-    path = check_output_folder(path, flag)
-    if fcntl is None or int(os.environ.get("RANK", "0")) != 0:
-        yield path
+    if fcntl is None or not _main_process():  # the main process holds the lock for all ranks
+        yield Path(path)
         return
+    path = check_output_folder(path, flag)
     lock = path / LOCK_NAME
     while True:
         handle = open(lock, "a+")
