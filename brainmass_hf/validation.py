@@ -192,7 +192,7 @@ def _value_problems(a: np.ndarray, expected: int, source: str, min_timepoints: i
     if nonfinite is not None:
         problems.append(f"({nonfinite}): fix the extraction (e.g. an empty parcel or a division by zero) or drop "
                         "the scan")
-    elif a.size and constant_roi_mask(a).all():
+    elif a.shape[0] >= 2 and constant_roi_mask(a).all():  # one time point is constant by definition: T says it
         what = "all zeros" if not a.any() else "constant in every ROI"
         problems.append(f"({what}): no connectivity can be computed, so the extraction failed for this scan; "
                         "re-extract or drop it")
@@ -361,6 +361,9 @@ def check_labels(
             another column"), or with classes below ``min_per_class`` (named).
     """
     counts = collections.Counter(str(v) for v in labels)
+    if not counts:
+        raise BrainMassDataError(f"{what} has no values: the data holds no scans. Pass a cohort with scans of two or "
+                                 "more classes.")
     if len(counts) < min_classes:
         only = next(iter(counts), "nothing")
         raise BrainMassDataError(

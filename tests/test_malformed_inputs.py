@@ -14,6 +14,7 @@ import torch
 
 from brainmass_hf import (
     BrainMassConfig,
+    BrainMassModel,
     BrainMassFeatureExtractor,
     DataCollatorForConnectomeClassification,
     DataCollatorForPseudoFC,
@@ -108,6 +109,12 @@ def _evaluate_args_only(dataset, **kwargs):
     from brainmass_hf.evaluation import evaluate
 
     return evaluate("no/such-model", dataset, protocols="paper", show_progress=False, **kwargs)
+
+
+def _evaluate_tiny(dataset):
+    from brainmass_hf.evaluation import evaluate
+
+    return evaluate(BrainMassModel(_config()), dataset, protocols="paper", show_progress=False)
 
 
 def _splits(labels, cv="repeated", sites=None):
@@ -312,6 +319,16 @@ CASES = [
     ("kfold_on_four_scans", lambda t: _splits([0, 0, 1, 1], cv="kfold"), ValueError,
      r"5-fold cross-validation needs at least 5 scans", r"use cv='repeated'"),
     ("empty_cohort", lambda t: _fe()([]), BrainMassDataError, r"list of scans is empty", r"pass at least one scan"),
+    ("evaluate_empty_cohort",
+     lambda t: _evaluate_args_only(datasets.Dataset.from_dict({"subject_id": [], "time_series": [], "label": []})),
+     BrainMassDataError, r"'label' has no values", r"Pass a cohort with scans of two or more classes"),
+    ("evaluate_scans_of_another_atlas_than_the_checkpoint",
+     lambda t: _evaluate_tiny(_dataset([_good(30, k)[:, :4] for k in range(4)], ["a", "b", "c", "d"],
+                                       label=[0, 1, 0, 1])),
+     BrainMassDataError, r"4 of 4 scan\(s\).*'a' \(R=4\): num_rois is R=5", r"same atlas"),
+    ("eval_forward_one_time_point",
+     lambda t: BrainMassModel(_config()).eval()(time_series=torch.randn(2, 1, R)),
+     BrainMassDataError, r"'batch item 0' \(T=1\)", r"drop the scan"),
 ]
 
 
@@ -343,8 +360,6 @@ def _search(pattern, text):
 # ---------------------------------------------------------------------------------------------------------------
 def _tiny_encoder(num_rois=16):
     from conftest import tiny_config
-
-    from brainmass_hf import BrainMassModel
 
     return BrainMassModel(tiny_config(num_rois=num_rois)).eval()
 
@@ -419,8 +434,6 @@ def _noise(t, r, seed):
 def encoder_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("enc") / "encoder"
     from conftest import tiny_config
-
-    from brainmass_hf import BrainMassModel
 
     BrainMassModel(tiny_config()).save_pretrained(path)
     return path
@@ -499,8 +512,6 @@ def test_evaluate_records_the_site_of_each_leave_one_site_out_split():
 
     ds = _dataset([_good(30, k) for k in range(10)], [f"s{k}" for k in range(10)], label=[0, 1] * 4 + [1, 1],
                   site=["b"] * 4 + ["a"] * 4 + ["c"] * 2)
-    from brainmass_hf import BrainMassModel
-
     report = evaluation.evaluate(BrainMassModel(_config()).eval(), ds, protocols="paper",
                                  site_column="site", cv="leave_one_site_out", include_random_baseline=False,
                                  show_progress=False)

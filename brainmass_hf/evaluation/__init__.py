@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import class_labels, resolve_dataset, time_series_list
+from ..data import class_labels, resolve_dataset, time_series_list, validate_dataset
 from ..data.loaders import scan_ids
 from ..validation import check_no_missing
 from ..modeling_brainmass import BrainMassModel
@@ -244,8 +244,9 @@ def evaluate(
         zero_shot_pairs = site_pairs(sites, zero_shot_pairs)
     if "few_shot" in protocols and (not few_shot_k or any(int(k) < 1 for k in few_shot_k)):
         raise ValueError(f"few_shot_k must list labelled scans per class, each at least 1; got {list(few_shot_k)}.")
-    time_series = time_series_list(dataset)
     encoder = _load_encoder(model_or_path)
+    validate_dataset(dataset, encoder.config)  # every scan against the checkpoint (R, length), named, before any work
+    time_series = time_series_list(dataset)
     fc_settings = FCSettings.of(encoder.config)
     splits = make_splits(cv, labels, n_repeats=n_repeats, test_size=test_size, seed=seed, sites=sites, groups=groups)
 
