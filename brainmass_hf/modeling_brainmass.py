@@ -495,6 +495,12 @@ class BrainMassModel(BrainMassPreTrainedModel):
                 (computed with eager attention).
             output_hidden_states: return the input and every layer's output ``(batch_size, num_rois, num_rois)``.
             return_dict: ``False`` gives a tuple (handled by ``can_return_tuple``).
+        Raises:
+            BrainMassDataError: in eval mode only (not traced or compiled), input values that would give NaN or
+                meaningless features: connectivity with NaN/Inf or values above 1e15 in size or not symmetric;
+                time series (their ``time_mask`` points) with NaN/Inf, values above 1e15, every ROI constant, or too
+                few time points. Checked by :mod:`brainmass_hf.validation`, as the feature extractor does; the training
+                forward checks shapes only (no host synchronisation).
         Returns:
             ``BaseModelOutputWithPooling`` with ``last_hidden_state`` ``(batch_size, num_rois, num_rois)`` and
             ``pooler_output`` ``(batch_size, num_rois * readout_dim)``.
