@@ -39,10 +39,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import class_labels, resolve_dataset, time_series_list, validate_dataset
-from ..data.loaders import scan_ids
-from ..validation import check_no_missing
+from ..data import class_labels, resolve_dataset, scan_ids, time_series_list, validate_dataset
 from ..modeling_brainmass import BrainMassModel
+from ..validation import check_no_missing
 from .features import (
     FEATURES, VIEWS, FCSettings, _encoder_of, _view_count, extract_features, random_init_like, raw_fc_features,
 )
