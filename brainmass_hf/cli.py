@@ -37,6 +37,8 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 
+from .output_folder import check_output_folder
+
 
 class CommandLineError(Exception):
     """A mistake on the command line itself (an unknown flag, a missing required one, a bad value)."""
@@ -240,6 +242,7 @@ def pretrain_main(argv: list[str] | None = None):
     """``brainmass pretrain``: every ``TrainingArguments`` flag (the authors' defaults) plus ``--data --preset
     --init_from --config_overrides --atlas_name``. Returns the trainer; the encoder is in ``<output_dir>/encoder``."""
     import numpy as np
+    from transformers import set_seed
 
     from .configuration_brainmass import BrainMassConfig
     from .modeling_brainmass import BrainMassForPreTraining
@@ -254,6 +257,7 @@ def pretrain_main(argv: list[str] | None = None):
     )
     script, args, extra = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     reject_unknown_flags(parser, extra)
+    check_output_folder(args.output_dir)  # not writable, or another run's: said now, before data and model
     overrides = _parse_overrides(script.config_overrides)
     if script.atlas_name:
         overrides["atlas_name"] = script.atlas_name
@@ -265,6 +269,7 @@ def pretrain_main(argv: list[str] | None = None):
         dataset = pretraining_corpus(sources, exclude_sites=script.exclude_sites, **kwargs)
     else:
         dataset = load_data(script.data, script.orientation)
+    set_seed(args.seed)  # before the model is built: its initial weights follow --seed (as the Python pretrain)
     if script.init_from:
         init_from = checked_model_path(script.init_from, "--init_from")
         model = BrainMassForPreTraining.from_encoder(init_from, **overrides)
@@ -347,9 +352,11 @@ def parse_finetune_args(argv: list[str] | None = None) -> tuple[FinetuneScriptAr
 
 def finetune_main(argv: list[str] | None = None):
     """``brainmass finetune``: stratified train/test split, fine-tune, print the test metrics, save the model."""
-    from .training import finetune
+    from .data import with_class_labels
+    from .training import FINETUNE_OUTPUT_DIR, finetune
 
     script, training_kwargs = parse_finetune_args(argv)
+    check_output_folder(training_kwargs.get("output_dir", FINETUNE_OUTPUT_DIR))
     model_path = checked_model_path(script.model_name_or_path, "--model_name_or_path")
     dataset = load_data(script.data, script.orientation)
     if script.label_column not in dataset.column_names:
@@ -357,10 +364,8 @@ def finetune_main(argv: list[str] | None = None):
             f"--label_column {script.label_column!r} is not a column of {script.data!r}; "
             f"columns: {dataset.column_names}."
         )
-    feature = dataset.features[script.label_column]
-    if not hasattr(feature, "names") and getattr(feature, "dtype", "").startswith(("string", "int")):
-        # phenotype tables give strings or integers; the stratified split and the head need class ids
-        dataset = dataset.class_encode_column(script.label_column)
+    # the one label check (any column): one class, gaps, case/whitespace variants; the split and the head need ids
+    dataset = with_class_labels(dataset, script.label_column)
     split = dataset.train_test_split(
         test_size=script.test_size, seed=script.split_seed, stratify_by_column=script.label_column
     )
@@ -397,6 +402,7 @@ def _demo(argv):
     p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=d.explain,
                    help="interpretation section (which regions drive the classification); default on, off with --fast")
     a = p.parse_args(argv)
+    check_output_folder(a.output_dir, "--output-dir")
     run_demo(
         DemoSettings(
             data=a.data, output_dir=a.output_dir, preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
@@ -441,6 +447,7 @@ def _evaluate(argv):
         few_shot_k = tuple(int(k) for k in a.few_shot_k.split(",") if k)
     except ValueError:
         p.error(f"argument --few-shot-k: expected comma-separated integers, got {a.few_shot_k!r}")
+    check_output_folder(a.output_dir, "--output-dir")
     report = evaluate(
         checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), protocols=a.protocols,
         label_column=a.label_column, site_column=a.site_column, group_column=a.group_column, cv=a.cv,
@@ -470,6 +477,7 @@ def _extract(argv):
     p.add_argument("--high-pass", type=float, default=None)
     p.add_argument("--t-r", type=float, default=None, help="repetition time in seconds")
     a = p.parse_args(argv)
+    check_output_folder(a.output_dir, "--output-dir")
     names = None
     if a.roi_names:
         with open(a.roi_names) as f:
@@ -536,6 +544,7 @@ def _convert_official(argv):
     p.add_argument("--full", action="store_true", help="also write the full pretraining model")
     p.add_argument("--atlas-name", default=None, help="atlas the checkpoint was trained with, e.g. AAL-116")
     a = p.parse_args(argv)
+    check_output_folder(a.output_dir, "--output-dir")
     kwargs = {"atlas_name": a.atlas_name} if a.atlas_name else {}
     encoder, _ = convert_official(a.checkpoint, a.output_dir, num_attention_heads=a.heads, full=a.full, **kwargs)
     c = encoder.config
@@ -563,6 +572,7 @@ def _explain(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
+    check_output_folder(a.output_dir, "--output-dir")
     result = explain(
         checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), label_column=a.label_column,
         out_dir=a.output_dir, atlas_name=a.atlas_name, n_splits=a.n_splits,
@@ -677,7 +687,26 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"brainmass {command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except _network_errors() as error:  # evaluated only when an exception gets here
+        if debug:
+            traceback.print_exc()
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        print(f"brainmass {command}: error: the Hub at {endpoint} could not be reached ({type(error).__name__}: "
+              f"{_one_line(error)}); check the network, HF_ENDPOINT and HF_TOKEN, then run the command again.",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' own error classes (connection refused, timeouts), which are not ``OSError``s."""
+    classes = []
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            classes.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(classes)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .validation import CONSTANT_ROI_STD
+from .validation import CONSTANT_ROI_STD, MAX_ABS_SIGNAL
 
 __all__ = [
     "FC_KINDS",
@@ -204,6 +204,9 @@ def functional_connectivity(
         time_mask: optional bool ``(batch_size, num_timepoints)``; ``True`` marks valid time points. Default: all.
         kind: ``"pearson"`` or ``"ledoit_wolf"`` (nilearn's ``ConnectivityMeasure(kind="correlation")`` default).
         fisher_z: apply ``arctanh`` to the off-diagonal (clamped to ±(1 − 1e-6)); the diagonal is then 0.
+    Raises:
+        ValueError: a scan with fewer than 2 valid time points, or whose valid points hold NaN, Inf or values above
+            ``validation.MAX_ABS_SIGNAL`` (1e15) in size (their products overflow float32: the FC would be NaN).
     Returns:
         ``(batch_size, num_rois, num_rois)`` (or ``(num_rois, num_rois)``), symmetric, in the input's float dtype.
     """
@@ -214,6 +217,15 @@ def functional_connectivity(
     if bool((lengths < 2).any()):  # a host sync, acceptable here: this is the public door, not the model's step
         bad = torch.nonzero(lengths < 2).flatten().tolist()
         raise ValueError(f"FC needs at least 2 valid time points per scan; scans at batch positions {bad} have fewer.")
+    magnitude = torch.where(mask.unsqueeze(-1), x.abs(), torch.zeros((), dtype=x.dtype, device=x.device))
+    unusable = ~(magnitude <= MAX_ABS_SIGNAL).all(dim=2).all(dim=1)  # NaN fails the comparison too
+    if bool(unusable.any()):
+        bad = torch.nonzero(unusable).flatten().tolist()
+        raise ValueError(
+            f"The scans at batch positions {bad} hold NaN, Inf or values above {MAX_ABS_SIGNAL:.0e} in size, whose "
+            "products overflow float32 and make the FC NaN. Rescale them (e.g. z-score each ROI) or fix the "
+            "extraction; brainmass_hf.validation.validate_time_series names the time point and ROI."
+        )
     fc = _fc(x, mask, kind, fisher_z)
     return fc[0] if squeeze else fc
 

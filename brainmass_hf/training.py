@@ -30,9 +30,10 @@ from transformers.modeling_utils import unwrap_model
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
 
 from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees
-from .data import validate_dataset
+from .data import validate_dataset, with_class_labels
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
 from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining, BrainMassModel
+from .output_folder import output_folder_lock
 from .processing_brainmass import BrainMassFeatureExtractor
 
 logger = logging.getLogger(__name__)
@@ -521,11 +522,17 @@ def pretrain(
         from .hub import HubCodeCallback
 
         callbacks = [*(callbacks or []), HubCodeCallback()]
-    trainer = BrainMassPretrainingTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=feature_extractor, callbacks=callbacks
-    )
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    encoder_dir = encoder_dir or os.path.join(args.output_dir, "encoder")
+    with output_folder_lock(args.output_dir):  # a second run into this folder fails now, not with a torn checkpoint
+        trainer = BrainMassPretrainingTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=feature_extractor, callbacks=callbacks
+        )
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        _save_encoder(trainer, args, feature_extractor, encoder_dir or os.path.join(args.output_dir, "encoder"))
+    return trainer
+
+
+def _save_encoder(trainer, args, feature_extractor, encoder_dir: str) -> None:
+    """The online encoder + feature extractor into ``encoder_dir`` (main process), pushed when ``args`` say so."""
     if trainer.is_world_process_zero():
         unwrap_model(trainer.model).save_encoder(encoder_dir)
         feature_extractor.save_pretrained(encoder_dir)
@@ -538,12 +545,30 @@ def pretrain(
                 encoder_dir, trainer.hub_model_id, revision=args.hub_revision, private=bool(args.hub_private_repo),
                 commit_message="BrainMass encoder (end of pretraining)",
             )
-    return trainer
+
+
+FINETUNE_OUTPUT_DIR = "runs/finetune"  # finetune()'s default output_dir (the CLI checks it before any work)
 
 
 def _class_names(dataset, label_column: str):
     feature = dataset.features.get(label_column)
     return list(feature.names) if hasattr(feature, "names") else None
+
+
+def _classes_checked(train_dataset, eval_dataset, label_column: str, problem_type, num_labels):
+    """Both datasets with ``label_column`` as a checked ``ClassLabel`` (the training set's classes; see
+    ``data.with_class_labels``), before any model is built: one class, missing labels or case/whitespace variants
+    are reported here, not after training. Regression (a float column, ``problem_type="regression"`` or
+    ``num_labels=1``) and streaming datasets are passed through."""
+    feature = getattr(train_dataset, "features", None) and train_dataset.features.get(label_column)
+    is_score = getattr(feature, "dtype", "").startswith("float")
+    if problem_type == "regression" or num_labels == 1 or is_score or not isinstance(train_dataset, datasets.Dataset):
+        return train_dataset, eval_dataset
+    train_dataset = with_class_labels(train_dataset, label_column)
+    if isinstance(eval_dataset, datasets.Dataset) and label_column in eval_dataset.column_names:
+        eval_dataset = with_class_labels(eval_dataset, label_column, _class_names(train_dataset, label_column),
+                                         min_classes=1)
+    return train_dataset, eval_dataset
 
 
 def classification_compute_metrics(eval_pred) -> dict:
@@ -595,7 +620,7 @@ def finetune(
     train_dataset,
     eval_dataset=None,
     *,
-    output_dir: str = "runs/finetune",
+    output_dir: str = FINETUNE_OUTPUT_DIR,
     label_column: str = "label",
     num_train_epochs: float = 20,
     learning_rate: float = 1e-4,
@@ -624,6 +649,7 @@ def finetune(
     """
     if label_column not in train_dataset.column_names:
         raise ValueError(f"The training data has no {label_column!r} column; columns: {train_dataset.column_names}.")
+    train_dataset, eval_dataset = _classes_checked(train_dataset, eval_dataset, label_column, problem_type, num_labels)
     names = _class_names(train_dataset, label_column)
     if num_labels is None:
         num_labels = len(names) if names else len(np.unique(np.asarray(train_dataset[label_column])))

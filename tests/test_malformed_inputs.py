@@ -2,6 +2,7 @@
 ``validate_dataset``, the feature extractor or a collator, and asserts the error type, that the message names the
 file or scan, and that it says what to change. Model, CLI and checkpoint cases live beside those modules' tests."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import torch
 
 from brainmass_hf import (
     BrainMassConfig,
+    BrainMassModel,
     BrainMassFeatureExtractor,
     DataCollatorForConnectomeClassification,
     DataCollatorForPseudoFC,
 )
 from brainmass_hf.data import (
     BrainMassDataError,
+    BrainMassDataWarning,
     extract_time_series,
     load_dataset_auto,
     load_npz_bundle,
@@ -98,6 +101,26 @@ def _write(tmp: Path, name: str, content) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
     return path
+
+
+def _evaluate_args_only(dataset, **kwargs):
+    """``evaluate`` on a model path that does not exist: whatever it raises first is about its arguments (a check
+    that reached the model would raise OSError about the path instead)."""
+    from brainmass_hf.evaluation import evaluate
+
+    return evaluate("no/such-model", dataset, protocols="paper", show_progress=False, **kwargs)
+
+
+def _evaluate_tiny(dataset):
+    from brainmass_hf.evaluation import evaluate
+
+    return evaluate(BrainMassModel(_config()), dataset, protocols="paper", show_progress=False)
+
+
+def _splits(labels, cv="repeated", sites=None):
+    from brainmass_hf.evaluation import make_splits
+
+    return make_splits(cv, np.asarray(labels), n_repeats=2, test_size=0.2, sites=sites)
 
 
 def _two_format_folder(tmp: Path) -> Path:
@@ -254,6 +277,58 @@ CASES = [
      lambda t: extract_time_series([_write(t, "s.nii.gz", b"")], t / "a.nii.gz", subject_ids=["../up"],
                                    output_dir=t / "out", show_progress=False),
      BrainMassDataError, r"'\.\./up'", r"Pass subject_ids= with plain names"),
+    # -- issue 23: the cases a later probe found ------------------------------------------------------------------
+    ("folder_huge_finite", lambda t: load_time_series_folder(_npy_folder(t, **{"sub-02": _set((2, 1), 1e20)})),
+     BrainMassDataError, r"'sub-02' \(1 values too large for FC", r"rescale the data"),
+    ("extractor_huge_float32", lambda t: _fe()([(_good() * 1e20).astype(np.float32)], subject_ids=["loud"]),
+     BrainMassDataError, r"'loud' \(150 values too large for FC", r"z-score each ROI"),
+    ("npz_connectivity_matrix_beside_the_scans",
+     lambda t: (np.savez(t / "b.npz", ts_a=_good(40), ts_b=_good(50, 1), ts_meanfc=np.corrcoef(_good(60, 2).T)),
+                load_npz_bundle(t / "b.npz")),
+     BrainMassDataError, r"'meanfc' \(square and symmetric", r"keep only \(num_timepoints, num_rois\) scans"),
+    ("folder_file_readable_only_the_other_way_with_num_rois",
+     lambda t: load_time_series_folder(_npy_folder(t, _cohort(lengths=(40, 50, 30), num_rois=12),
+                                                   **{"sub-03": lambda a: _good(12, 3)[:, :R].repeat(6, 1)}),
+                                       num_rois=12),
+     BrainMassDataError, r"'sub-03' \(12, 30\)", r"Pass orientation="),
+    ("pheno_missing_site",
+     lambda t: load_time_series_folder(_npy_folder(t), _phenotype(t, site=["A", None, "B"]), site_column="site"),
+     BrainMassDataError, r"site column 'site' .*'sub-02'", r"Fill in each scan's site"),
+    ("evaluate_site_column_with_gaps",
+     lambda t: _evaluate_args_only(_dataset([_good(30, k) for k in range(4)], ["a", "b", "c", "d"],
+                                            label=[0, 1, 0, 1], site=["x", None, "y", "y"]), site_column="site"),
+     BrainMassDataError, r"site_column 'site'.*'b'", r"Fill them in"),
+    ("evaluate_n_repeats_zero",
+     lambda t: _evaluate_args_only(_dataset([_good(30, k) for k in range(4)], ["a", "b", "c", "d"],
+                                            label=[0, 1, 0, 1]), n_repeats=0),
+     ValueError, r"n_repeats", r"must be at least 1"),
+    ("evaluate_label_column_missing",
+     lambda t: _evaluate_args_only(_dataset([_good(30, k) for k in range(4)], ["a", "b", "c", "d"]),
+                                   label_column="dx"),
+     BrainMassDataError, r"'dx'", r"Pass the column that holds the classes"),
+    ("evaluate_continuous_label_column",
+     lambda t: _evaluate_args_only(_dataset([_good(30, k) for k in range(4)], ["a", "b", "c", "d"],
+                                            age=[7.5, 8.25, 30.5, 41.0]), label_column="age"),
+     BrainMassDataError, r"'age' holds continuous values", r"bin the score into classes"),
+    ("five_scan_cohort_split",
+     lambda t: _splits([0, 0, 0, 1, 1]), ValueError, r"A cohort of 5 scans with 2 classes",
+     r"choose test_size so that both sides hold at least 2"),
+    ("site_stratified_split_with_too_many_cells",
+     lambda t: _splits([0] * 6 + [1] * 6, sites=["A", "A", "B", "B", "C", "C"] * 2), ValueError,
+     r"6 label × site cells", r"or leave out site_column"),
+    ("kfold_on_four_scans", lambda t: _splits([0, 0, 1, 1], cv="kfold"), ValueError,
+     r"5-fold cross-validation needs at least 5 scans", r"use cv='repeated'"),
+    ("empty_cohort", lambda t: _fe()([]), BrainMassDataError, r"list of scans is empty", r"pass at least one scan"),
+    ("evaluate_empty_cohort",
+     lambda t: _evaluate_args_only(datasets.Dataset.from_dict({"subject_id": [], "time_series": [], "label": []})),
+     BrainMassDataError, r"'label' has no values", r"Pass a cohort with scans of two or more classes"),
+    ("evaluate_scans_of_another_atlas_than_the_checkpoint",
+     lambda t: _evaluate_tiny(_dataset([_good(30, k)[:, :4] for k in range(4)], ["a", "b", "c", "d"],
+                                       label=[0, 1, 0, 1])),
+     BrainMassDataError, r"4 of 4 scan\(s\).*'a' \(R=4\): num_rois is R=5", r"same atlas"),
+    ("eval_forward_one_time_point",
+     lambda t: BrainMassModel(_config()).eval()(time_series=torch.randn(2, 1, R)),
+     BrainMassDataError, r"'batch item 0' \(T=1\)", r"drop the scan"),
 ]
 
 
@@ -277,3 +352,256 @@ def _search(pattern, text):
     import re
 
     return re.search(pattern, text, flags=re.S) is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23: entry points beyond the loaders (model forward at inference, labels of any column, the CLI's seed,
+# leave-one-site-out scoring, output folders, the Hub). Each test failed on the code before the fix.
+# ---------------------------------------------------------------------------------------------------------------
+def _tiny_encoder(num_rois=16):
+    from conftest import tiny_config
+
+    return BrainMassModel(tiny_config(num_rois=num_rois)).eval()
+
+
+def test_functional_connectivity_refuses_values_whose_products_overflow_instead_of_returning_nan():
+    from brainmass_hf.connectivity import functional_connectivity
+
+    x = torch.randn(2, 50, 6)
+    x[1] *= 1e20  # float32-finite, but sum of products overflows
+    with pytest.raises(ValueError, match=r"batch positions \[1\] hold NaN, Inf or values above 1e\+15"):
+        functional_connectivity(x)
+    assert torch.isfinite(functional_connectivity(x[:1] * 1e6)).all()  # large but usable scale: exact FC
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.__setitem__((1, 2, 3), float("nan")), r"'batch item 1' \(1 NaN values, first at row 2, column 3\)"),
+    (lambda c: c.__setitem__((0, 2, 3), 0.5), r"not symmetric: 'batch item 0' \(\|c - cᵀ\| up to 0\.5"),
+    (lambda c: c.__setitem__((0, 4, 4), 1e30), r"'batch item 0' \(1 values too large for FC"),
+])
+def test_eval_mode_forward_checks_user_connectivity_through_validation(edit, message):
+    model = _tiny_encoder()
+    connectivity = torch.eye(16).repeat(2, 1, 1)
+    edit(connectivity)
+    with pytest.raises(BrainMassDataError, match=message):
+        model(connectivity=connectivity)
+
+
+def test_eval_mode_forward_checks_the_valid_points_of_user_time_series():
+    model = _tiny_encoder()
+    time_series, time_mask = torch.randn(2, 40, 16), torch.ones(2, 40, dtype=torch.bool)
+    time_mask[0, 30:] = False
+    time_series[0, 35] = float("nan")  # padding: ignored
+    assert torch.isfinite(model(time_series=time_series, time_mask=time_mask).pooler_output).all()
+    time_series[1, 3, 2] = float("inf")
+    with pytest.raises(BrainMassDataError, match=r"'batch item 1' \(1 Inf values, first at time point 3, ROI 2\)"):
+        model(time_series=time_series, time_mask=time_mask)
+
+
+def test_training_forward_does_no_value_check():
+    # the training step stays free of host synchronisation: its inputs were checked by the collator
+    model = _tiny_encoder().train()
+    connectivity = torch.eye(16).repeat(2, 1, 1)
+    connectivity[0, 2, 3] = 0.5
+    assert model(connectivity=connectivity).pooler_output.shape == (2, 16 * model.config.readout_dim)
+
+
+def test_label_spellings_of_any_column_become_one_class_each_with_a_warning_in_evaluate():
+    from brainmass_hf.evaluation import labels_from_dataset
+
+    ds = _dataset([_good(30, k) for k in range(12)], [f"s{k}" for k in range(12)],
+                  dx=["ASD", "asd", "TD ", "Td"] * 3)
+    with pytest.warns(BrainMassDataWarning, match=r"Label column 'dx'.*'TD ' -> 'Td'.*'asd' -> 'ASD'"):
+        codes, names = labels_from_dataset(ds, "dx")
+    assert names == ["ASD", "Td"] and codes.tolist() == [0, 0, 1, 1] * 3
+
+
+def _cohort_folder(tmp: Path, dx, num_rois=116) -> Path:
+    folder = tmp / "cohort"
+    folder.mkdir()
+    ids = [f"sub-{k:02d}" for k in range(len(dx))]
+    for k, subject in enumerate(ids):
+        np.save(folder / f"{subject}.npy", _good(40 + k, k)[:, :1].repeat(num_rois, 1) + _noise(40 + k, num_rois, k))
+    pd.DataFrame({"subject_id": ids, "dx": dx}).to_csv(folder / "subjects.csv", index=False)
+    return folder
+
+
+def _noise(t, r, seed):
+    return np.random.default_rng(100 + seed).standard_normal((t, r))
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("enc") / "encoder"
+    from conftest import tiny_config
+
+    BrainMassModel(tiny_config()).save_pretrained(path)
+    return path
+
+
+def test_cli_finetune_refuses_a_one_class_label_column_of_any_name_before_training(encoder_dir, tmp_path, capsys):
+    from brainmass_hf.cli import main
+
+    folder = _cohort_folder(tmp_path, ["ASD"] * 8)
+    argv = ["finetune", "--model_name_or_path", str(encoder_dir), "--data", str(folder), "--label_column", "dx",
+            "--output_dir", str(tmp_path / "ft"), "--max_steps", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'dx' holds a single class ('ASD')" in err and "Choose another label column" in err
+    assert not (tmp_path / "ft" / "model.safetensors").exists()
+
+
+def test_python_finetune_refuses_a_one_class_label_column_before_training(encoder_dir, tmp_path):
+    from brainmass_hf.training import finetune
+
+    one_class = _dataset([_noise(40, 116, k) for k in range(6)], [f"s{k}" for k in range(6)], dx=["TD"] * 6)
+    with pytest.raises(BrainMassDataError, match=r"'dx' holds a single class \('TD'\)"):
+        finetune(str(encoder_dir), one_class, label_column="dx", output_dir=str(tmp_path / "a"), max_steps=1)
+
+
+@pytest.mark.slow
+def test_cli_finetune_merges_label_spellings_with_a_warning(encoder_dir, tmp_path):
+    from brainmass_hf import cli
+
+    folder = _cohort_folder(tmp_path, ["ASD", "asd", "TD ", "Td"] * 3)
+    with pytest.warns(BrainMassDataWarning, match=r"'asd' -> 'ASD'"):
+        trainer = cli.finetune_main(
+            ["--model_name_or_path", str(encoder_dir), "--data", str(folder), "--label_column", "dx",
+             "--test_size", "0.34", "--output_dir", str(tmp_path / "ft"), "--max_steps", "1",
+             "--per_device_train_batch_size", "4"])
+    assert trainer.model.config.id2label == {0: "ASD", 1: "Td"}
+
+
+@pytest.mark.slow
+def test_pretrain_cli_with_the_same_seed_gives_identical_encoders(tmp_path):
+    from conftest import TINY_OVERRIDES
+    from safetensors.numpy import load_file
+
+    from brainmass_hf.cli import main
+
+    np.savez(tmp_path / "b.npz", **{f"ts_s{k}": _good(40 + k, k)[:, :1].repeat(16, 1) + _noise(40 + k, 16, k)
+                                    for k in range(8)})
+    weights = []
+    for run in ("a", "b"):
+        torch.manual_seed(int(run == "b"))  # a different global RNG state before each run
+        assert main(["pretrain", "--data", str(tmp_path / "b.npz"), "--preset", "tiny", "--config_overrides",
+                     TINY_OVERRIDES + ",mrc_num_masked=4", "--seed", "7", "--max_steps", "1", "--save_strategy", "no",
+                     "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / run)]) == 0
+        weights.append(load_file(tmp_path / run / "encoder" / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_leave_one_site_out_names_the_unscored_one_class_site_and_counts_scored_splits():
+    from brainmass_hf.evaluation import EvaluationReport, leave_one_site_out, run_paper_protocol
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 6 + [1] * 4)
+    sites = np.array(["A"] * 6 + ["B"] * 6 + ["C"] * 4)  # site C: one class
+    features = rng.standard_normal((labels.size, 8)) + labels[:, None]
+    result = run_paper_protocol(features, labels, splits=list(leave_one_site_out(sites)))
+    assert np.isnan(result.splits[2]["balanced_accuracy"]) and np.isnan(result.splits[2]["auc"])
+    assert result.summary["balanced_accuracy"]["n"] == 2 and result.summary["auc"]["n"] == 2
+    text = EvaluationReport([result], ["TD", "ASD"], {"test_sites": ["A", "B", "C"]}).to_markdown()
+    assert "| paper | BrainMass | 3 (2 scored) |" in text
+    assert "split(s) 2 (site 'C') test one class only" in text and "(2 of 3 splits scored)" in text
+
+
+def test_evaluate_records_the_site_of_each_leave_one_site_out_split():
+    import brainmass_hf.evaluation as evaluation
+
+    ds = _dataset([_good(30, k) for k in range(10)], [f"s{k}" for k in range(10)], label=[0, 1] * 4 + [1, 1],
+                  site=["b"] * 4 + ["a"] * 4 + ["c"] * 2)
+    report = evaluation.evaluate(BrainMassModel(_config()).eval(), ds, protocols="paper",
+                                 site_column="site", cv="leave_one_site_out", include_random_baseline=False,
+                                 show_progress=False)
+    assert report.settings["test_sites"] == ["a", "b", "c"]
+    assert "split(s) 2 (site 'c') test one class only" in report.to_markdown()
+
+
+def test_a_second_run_into_a_busy_output_folder_fails_at_once_and_a_stale_lock_does_not_block(tmp_path, capsys,
+                                                                                             monkeypatch):
+    from brainmass_hf import training
+    from brainmass_hf.cli import main
+    from brainmass_hf.output_folder import LOCK_NAME, output_folder_lock
+
+    monkeypatch.setattr(training, "pretrain", lambda *a, **k: pytest.fail("pretraining ran in a busy folder"))
+    with output_folder_lock(tmp_path / "run") as folder:
+        assert (folder / LOCK_NAME).read_text().strip() == str(os.getpid())
+        assert main(["pretrain", "--output_dir", str(tmp_path / "run"), "--preset", "tiny"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"is in use by another brainmass run (PID {os.getpid()}" in err and "choose another folder" in err
+        with pytest.raises(OSError, match="in use by another brainmass run"):
+            with output_folder_lock(tmp_path / "run"):
+                pass
+    assert not (tmp_path / "run" / LOCK_NAME).exists()  # released and removed
+    (tmp_path / "run" / LOCK_NAME).write_text("999999999\n")  # left by a killed run: no process holds it
+    with output_folder_lock(tmp_path / "run"):
+        assert (tmp_path / "run" / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_python_pretrain_holds_the_output_folder_lock_while_it_trains(tmp_path):
+    from conftest import tiny_config
+    from transformers import TrainerCallback
+
+    from brainmass_hf.output_folder import LOCK_NAME
+    from brainmass_hf.training import BrainMassPretrainingArguments, pretrain
+
+    seen = []
+
+    class Look(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append((Path(args.output_dir) / LOCK_NAME).read_text().strip())
+
+    ds = _dataset([_good(40 + k, k)[:, :1].repeat(16, 1) + _noise(40 + k, 16, k) for k in range(4)],
+                  [f"s{k}" for k in range(4)])
+    args = BrainMassPretrainingArguments(output_dir=str(tmp_path / "pt"), max_steps=1, save_strategy="no",
+                                         per_device_train_batch_size=4, report_to="none")
+    pretrain(ds, tiny_config(num_rois=16, mrc_num_masked=4), args, callbacks=[Look()])
+    assert seen == [str(os.getpid())] and not (tmp_path / "pt" / LOCK_NAME).exists()
+
+
+WRITING_COMMANDS = {  # command line with an output folder that is a file; the library function it must not reach
+    "pretrain": (["pretrain", "--output_dir", "{out}"], "brainmass_hf.training.pretrain"),
+    "finetune": (["finetune", "--model_name_or_path", "{enc}", "--output_dir", "{out}"], "brainmass_hf.training.finetune"),
+    "evaluate": (["evaluate", "--model", "{enc}", "--data", "devfmri", "--out", "{out}"], "brainmass_hf.evaluation.evaluate"),
+    "demo": (["demo", "--fast", "--out", "{out}"], "brainmass_hf.demo.run_demo"),
+    "explain": (["explain", "--model", "{enc}", "--data", "devfmri", "--out", "{out}"], "brainmass_hf.interpret.explain"),
+    "extract": (["extract", "--scans", "x.nii.gz", "--atlas", "a.nii.gz", "--out", "{out}"],
+                "brainmass_hf.data.extract_time_series"),
+    "convert-official": (["convert-official", "x.pth", "--out", "{out}"],
+                         "brainmass_hf.convert_official.convert_official"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(WRITING_COMMANDS))
+def test_every_writing_command_checks_its_output_folder_before_any_work(command, encoder_dir, tmp_path, capsys,
+                                                                        monkeypatch):
+    from brainmass_hf.cli import main
+
+    template, target = WRITING_COMMANDS[command]
+    monkeypatch.setattr(target, lambda *a, **k: pytest.fail(f"{target} ran before the output folder was checked"))
+    (tmp_path / "taken").write_text("a file, not a folder")
+    argv = [a.format(out=tmp_path / "taken" / "out", enc=encoder_dir) for a in template]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"'{tmp_path / 'taken' / 'out'}' cannot be written" in err and "choose a folder you can write to" in err
+
+
+@pytest.mark.slow
+def test_push_to_a_refused_endpoint_prints_one_line_not_a_traceback(encoder_dir, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN="hf_dummy", HF_HOME=str(tmp_path / "hf"),
+               HF_HUB_DISABLE_XET="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    code = f"import sys; from brainmass_hf.cli import main; sys.exit(main(['push', {str(encoder_dir)!r}, 'user/x']))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("brainmass push: error: the Hub at http://127.0.0.1:") and "could not be reached" in last

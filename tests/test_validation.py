@@ -211,3 +211,49 @@ def test_constant_roi_mask_equals_the_float64_std_rule_on_edge_columns():
         expected = np.asarray(array, dtype=np.float64).std(axis=0) < CONSTANT_ROI_STD
         assert np.array_equal(constant_roi_mask(array), expected)
     assert constant_roi_mask(scan).tolist() == [False, True, True, False, True, False, False, False, False]
+
+
+# --- issue 23: the bound on finite values, symmetric connectivity, one label encoder ---------------------------
+def test_values_above_1e15_are_refused_and_1e15_is_not():
+    from brainmass_hf.validation import MAX_ABS_SIGNAL
+
+    scan = _scan()
+    scan[3, 1] = MAX_ABS_SIGNAL
+    assert describe_nonfinite(scan) is None
+    scan[3, 1] = -1.1e15
+    assert describe_nonfinite(scan).startswith("1 values too large for FC")
+    assert describe_nonfinite(scan.astype(np.float32)).endswith("first at time point 3, ROI 1")
+
+
+def test_fc_of_real_scans_passes_the_symmetry_check(devfmri_scans):
+    from brainmass_hf import BrainMassFeatureExtractor
+
+    fc = BrainMassFeatureExtractor(num_rois=116)(devfmri_scans[:4])["connectivity"].numpy()
+    assert validate_connectivity(fc).shape == (4, 116, 116)
+
+
+def test_a_square_symmetric_scan_is_named_as_a_connectivity_matrix_but_a_square_signal_is_a_scan():
+    from brainmass_hf.validation import looks_like_connectivity
+
+    signal = _scan(R)  # square, not symmetric
+    fc = np.corrcoef(_scan(40).T)
+    assert not looks_like_connectivity(signal) and looks_like_connectivity(fc)
+    validate_time_series([np.vstack([signal] * 3)], ["ok"])
+    with pytest.raises(BrainMassDataError, match=r"'fc' \(square and symmetric, 6 × 6: a connectivity matrix"):
+        validate_time_series([_scan(30), fc], ["ok", "fc"], min_timepoints=6)
+
+
+def test_encode_class_labels_handles_codes_text_bools_and_given_names():
+    from brainmass_hf.validation import encode_class_labels
+
+    codes, names = encode_class_labels([1, 0, 1], class_names=["child", "adult"])  # ClassLabel codes
+    assert (codes.tolist(), names) == ([1, 0, 1], ["child", "adult"])
+    assert encode_class_labels([10, 2, 2, 10])[1] == ["2", "10"]  # integers sort as numbers
+    assert encode_class_labels([True, False])[1] == ["False", "True"]
+    codes, names = encode_class_labels([2, 2, 0], class_names=["a", "b", "c"], drop_unused=True)
+    assert (codes.tolist(), names) == ([1, 1, 0], ["a", "c"])
+    assert encode_class_labels(["a", "a"], class_names=["a", "b"], min_classes=1)[0].tolist() == [0, 0]
+    with pytest.raises(BrainMassDataError, match=r"not in the class names \['a', 'b'\]: 'row 2'=c"):
+        encode_class_labels(["a", "b", "c"], class_names=["a", "b"])
+    with pytest.raises(BrainMassDataError, match=r"1 scan\(s\) have no value in dx: 'y'"):
+        encode_class_labels(["a", float("nan")], "dx", ids=["x", "y"])

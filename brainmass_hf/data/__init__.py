@@ -52,6 +52,7 @@ from ..validation import (
 from .loaders import (
     BUNDLED_DIR,
     bundled_roi_names,
+    class_labels,
     default_min_timepoints,
     load_dataset_auto,
     load_devfmri,
@@ -60,8 +61,10 @@ from .loaders import (
     pretraining_corpus,
     resolve_dataset,
     select_sites,
+    scan_ids,
     time_series_list,
     validate_dataset,
+    with_class_labels,
 )
 from .nifti import extract_time_series
 from .phenotype import ID_COLUMN_CANDIDATES, PHENOTYPE_FILENAMES, find_phenotype_file, match_ids
@@ -80,6 +83,7 @@ __all__ = [
     "CONSTANT_ROI_STD",
     "bundled_roi_names",
     "check_unique_ids",
+    "class_labels",
     "count_constant_rois",
     "default_min_timepoints",
     "extract_time_series",
@@ -91,7 +95,9 @@ __all__ = [
     "match_ids",
     "orient_time_series",
     "read_time_series_file",
+    "scan_ids",
     "time_series_list",
     "validate_dataset",
     "validate_time_series",
+    "with_class_labels",
 ]

@@ -24,9 +24,10 @@ from ..configuration_brainmass import BrainMassConfig
 from ..connectivity import min_scan_length
 from ..validation import (
     BrainMassDataError,
-    check_labels,
+    check_no_missing,
     check_unique_ids,
     count_constant_rois,
+    encode_class_labels,
     format_names,
     validate_time_series,
 )
@@ -62,6 +63,9 @@ __all__ = [
     "default_min_timepoints",
     "select_sites",
     "pretraining_corpus",
+    "class_labels",
+    "with_class_labels",
+    "scan_ids",
 ]
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
@@ -75,6 +79,86 @@ def default_min_timepoints() -> int:
     """The loaders' shortest acceptable scan: what pretraining with the default config needs for a pFC view
     (``connectivity.min_scan_length(BrainMassConfig())``, 12 time points), so a loaded cohort never fails later."""
     return min_scan_length(BrainMassConfig(), pfc=True)
+
+
+def _check_columns(table: pd.DataFrame, source: str, label_column, site_column, phenotype_columns) -> None:
+    for what, column in (("Label", label_column), ("Site", site_column)):
+        if column is not None and column not in table.columns:
+            raise BrainMassDataError(
+                f"{what} column {column!r} is not in {source}; its columns are {list(table.columns)}: pass "
+                f"{what.lower()}_column= naming one of them."
+            )
+    if phenotype_columns is not None:
+        absent = [c for c in phenotype_columns if c not in table.columns]
+        if absent:
+            raise BrainMassDataError(
+                f"phenotype_columns {absent} are not in {source}; its columns are {list(table.columns)}."
+            )
+
+
+def _drop_unlabelled(keys: list[str], table: pd.DataFrame, id_column: str, label_column: str | None,
+                     on_missing: str) -> tuple[list[str], pd.DataFrame]:
+    """Scans without a label: an error (``on_missing="error"``), else dropped with a warning or a log line."""
+    if label_column is None or not table[label_column].isna().any():
+        return keys, table
+    no_label = table.loc[table[label_column].isna(), id_column].tolist()
+    if on_missing == "error":
+        raise BrainMassDataError(
+            f"{len(no_label)} scan(s) have no value in label column {label_column!r}: {format_names(no_label)}. "
+            "Fill them in or pass on_missing='warn' or 'drop' to drop them."
+        )
+    report_missing(f"scan(s) without a {label_column!r} label", no_label, on_missing)
+    keep = table[label_column].notna().to_numpy()
+    return [k for k, kept in zip(keys, keep) if kept], table[keep].reset_index(drop=True)
+
+
+def _join_table(keys: Sequence[str], phenotype: Any, id_column: str | None, label_column: str | None,
+                site_column: str | None, phenotype_columns: Sequence[str] | None, on_missing: str):
+    """Read the phenotype table and join it to the file keys. Returns ``(keys, table, id_column, label_column,
+    site_column)``, keys and rows aligned; labels missing per ``on_missing``, sites missing are an error."""
+    table, id_column, source = read_phenotype(phenotype, id_column)
+    # A column literally named "label" or "site" is that schema column (our shipped subjects.csv has one),
+    # unless the caller chose another column for the role; renaming it "label_original" broke --label-column.
+    if label_column is None and "label" in table.columns and id_column != "label":
+        label_column = "label"
+    if site_column is None and "site" in table.columns and id_column != "site":
+        site_column = "site"
+    _check_columns(table, source, label_column, site_column, phenotype_columns)
+    keys, table = join_phenotype(list(keys), table, id_column, source, on_missing)
+    keys, table = _drop_unlabelled(keys, table, id_column, label_column, on_missing)
+    if table.empty:
+        raise BrainMassDataError(
+            f"No scan is left after joining the files with {source}; check that its id column holds the "
+            "file names' ids (see the matching rule in brainmass_hf.data)."
+        )
+    if site_column is not None:
+        check_no_missing(table[site_column].tolist(), table[id_column].tolist(), f"site column {site_column!r} of "
+                         f"{source}", "Fill in each scan's site (a blank cell would become a site named 'None'), "
+                         "or pass site_column= naming a complete column.")
+    return keys, table, id_column, label_column, site_column
+
+
+def _phenotype_schema(table: pd.DataFrame, id_column: str, label_column, site_column, phenotype_columns,
+                      label) -> tuple[dict, dict]:
+    """Features and columns from the table: ``label`` (``label`` is ``(feature, values)`` or None), ``site``, and
+    the other kept columns (a reserved name not chosen for its role is kept as ``<name>_original``)."""
+    features, columns = {}, {}
+    if label is not None:
+        features["label"], columns["label"] = label
+    if site_column is not None:
+        features["site"] = datasets.Value("string")
+        columns["site"] = [str(v) for v in table[site_column]]
+    chosen = {id_column, label_column, site_column}
+    extra = [c for c in (table.columns if phenotype_columns is None else phenotype_columns) if c not in chosen]
+    extra_table = table[extra].copy()
+    clashes = [c for c in extra if c in RESERVED_COLUMNS]
+    if clashes:
+        # A phenotype column called e.g. "label" that was not chosen as the label keeps its data under
+        # another name, so the schema columns always mean one thing.
+        extra_table = extra_table.rename(columns={c: f"{c}_original" for c in clashes})
+        logger.info("Renamed phenotype columns %s to *_original (reserved names).", clashes)
+    extra_features, extra_columns = phenotype_features(extra_table)
+    return {**features, **extra_features}, {**columns, **extra_columns}
 
 
 def _build_dataset(
@@ -102,69 +186,29 @@ def _build_dataset(
     if not keys:
         raise BrainMassDataError("No time-series files or keys were found; check the folder or bundle path.")
     check_unique_ids(list(keys), what="file keys (file names without extension)")
-    label_feature = label_values = None
+    table = label = None
     if phenotype is None:
         if label_column or site_column:
             raise BrainMassDataError(
                 f"label_column={label_column!r} / site_column={site_column!r} need a phenotype table; pass "
                 "phenotype_csv=."
             )
-        keys, table, scan_ids = sorted(keys), None, sorted(keys)
+        keys = scan_ids = sorted(keys)
     else:
-        table, id_column, source = read_phenotype(phenotype, id_column)
-        # A column literally named "label" or "site" is that schema column (our shipped subjects.csv has one),
-        # unless the caller chose another column for the role; renaming it "label_original" broke --label-column.
-        if label_column is None and "label" in table.columns and id_column != "label":
-            label_column = "label"
-        if site_column is None and "site" in table.columns and id_column != "site":
-            site_column = "site"
-        for what, column in (("Label", label_column), ("Site", site_column)):
-            if column is not None and column not in table.columns:
-                raise BrainMassDataError(
-                    f"{what} column {column!r} is not in {source}; its columns are {list(table.columns)}: pass "
-                    f"{what.lower()}_column= naming one of them."
-                )
-        if phenotype_columns is not None:
-            absent = [c for c in phenotype_columns if c not in table.columns]
-            if absent:
-                raise BrainMassDataError(
-                    f"phenotype_columns {absent} are not in {source}; its columns are {list(table.columns)}."
-                )
-        keys, table = join_phenotype(list(keys), table, id_column, source, on_missing)
-        if label_column is not None and table[label_column].isna().any():
-            no_label = table.loc[table[label_column].isna(), id_column].tolist()
-            if on_missing == "error":
-                raise BrainMassDataError(
-                    f"{len(no_label)} scan(s) have no value in label column {label_column!r}: "
-                    f"{format_names(no_label)}. "
-                    "Fill them in or pass on_missing='warn' or 'drop' to drop them."
-                )
-            report_missing(f"scan(s) without a {label_column!r} label", no_label, on_missing)
-            keep = table[label_column].notna().to_numpy()
-            keys = [k for k, kept in zip(keys, keep) if kept]
-            table = table[keep].reset_index(drop=True)
-        if table.empty:
-            raise BrainMassDataError(
-                f"No scan is left after joining the files with {source}; check that its id column holds the "
-                "file names' ids (see the matching rule in brainmass_hf.data)."
-            )
+        keys, table, id_column, label_column, site_column = _join_table(
+            keys, phenotype, id_column, label_column, site_column, phenotype_columns, on_missing)
         scan_ids = table[id_column].tolist()
         if label_column is not None:
-            label_feature, label_values = encode_labels(
-                table[label_column], scan_ids, label_names, label_type, max_classes
-            )
+            label = encode_labels(table[label_column], scan_ids, label_names, label_type, max_classes)
 
-    raw = [read(k) for k in keys]
-    arrays = orient_time_series(raw, list(keys), orientation, num_rois,
+    arrays = orient_time_series([read(k) for k in keys], list(keys), orientation, num_rois,
                                 convention_time_by_roi=convention_time_by_roi)
     if min_timepoints is None:
         min_timepoints = default_min_timepoints()
     scans = validate_time_series(arrays, scan_ids, num_rois=num_rois, min_timepoints=min_timepoints)
-    num_rois = scans[0].shape[1]
-
     features = {
         "subject_id": datasets.Value("string"),
-        "time_series": datasets.Array2D(shape=(None, num_rois), dtype="float32"),
+        "time_series": datasets.Array2D(shape=(None, scans[0].shape[1]), dtype="float32"),
         "num_timepoints": datasets.Value("int32"),
         "num_constant_rois": datasets.Value("int32"),
     }
@@ -176,23 +220,10 @@ def _build_dataset(
         "num_constant_rois": [count_constant_rois(a) for a in arrays],
     }
     if table is not None:
-        if label_feature is not None:
-            features["label"], columns["label"] = label_feature, label_values
-        if site_column is not None:
-            features["site"] = datasets.Value("string")
-            columns["site"] = [None if pd.isna(v) else str(v) for v in table[site_column]]
-        chosen = {id_column, label_column, site_column}
-        extra = [c for c in (table.columns if phenotype_columns is None else phenotype_columns) if c not in chosen]
-        extra_table = table[extra].copy()
-        clashes = [c for c in extra if c in RESERVED_COLUMNS]
-        if clashes:
-            # A phenotype column called e.g. "label" that was not chosen as the label keeps its data under
-            # another name, so the schema columns always mean one thing.
-            extra_table = extra_table.rename(columns={c: f"{c}_original" for c in clashes})
-            logger.info("Renamed phenotype columns %s to *_original (reserved names).", clashes)
-        extra_features, extra_columns = phenotype_features(extra_table)
-        features.update(extra_features)
-        columns.update(extra_columns)
+        more_features, more_columns = _phenotype_schema(table, id_column, label_column, site_column,
+                                                        phenotype_columns, label)
+        features.update(more_features)
+        columns.update(more_columns)
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
@@ -506,6 +537,45 @@ def time_series_list(dataset: datasets.Dataset, batch_size: int = 512) -> list[n
     return [np.ascontiguousarray(a, dtype=np.float32) for a in _iter_time_series(dataset, batch_size)]
 
 
+def scan_ids(dataset: datasets.Dataset) -> list[str]:
+    """One name per row for messages: ``subject_id`` when it is unique, else ``"row <k> (<id>)"`` / ``"row <k>"``."""
+    if "subject_id" not in dataset.column_names:
+        return [f"row {k}" for k in range(len(dataset))]
+    ids = [str(i) for i in dataset["subject_id"]]
+    if len(set(ids)) != len(ids):  # duplicated ids are fine for training; keep the messages unambiguous
+        ids = [f"row {k} ({i})" for k, i in enumerate(ids)]
+    return ids
+
+
+def class_labels(
+    dataset: datasets.Dataset, column: str, *, class_names: Sequence[str] | None = None, **checks: Any
+) -> tuple[np.ndarray, list[str]]:
+    """Integer class codes ``(N,)`` and class names of any label column (``ClassLabel``, text, bool or integers),
+    checked and encoded by :func:`brainmass_hf.validation.encode_class_labels` (``checks``: its ``min_per_class``,
+    ``min_classes``, ``drop_unused``): no missing value, two or more classes; spellings differing only in case or
+    whitespace merged with a warning. ``class_names`` (default: the column's ``ClassLabel`` names, else the sorted
+    values) fixes the code order."""
+    if column not in dataset.column_names:
+        raise BrainMassDataError(
+            f"The dataset has no label column {column!r}; its columns are {dataset.column_names}. Pass the column "
+            "that holds the classes (label_column= / --label-column)."
+        )
+    names = class_names if class_names is not None else getattr(dataset.features[column], "names", None)
+    return encode_class_labels(dataset[column], f"Label column {column!r}", ids=scan_ids(dataset),
+                               class_names=names, **checks)
+
+
+def with_class_labels(dataset: datasets.Dataset, column: str, class_names: Sequence[str] | None = None,
+                      **checks: Any) -> datasets.Dataset:
+    """The dataset with ``column`` as a checked ``ClassLabel`` (see :func:`class_labels`), ready for a stratified
+    split and a classification head. A ``ClassLabel`` column with these names is checked and returned as is."""
+    codes, names = class_labels(dataset, column, class_names=class_names, **checks)
+    if getattr(dataset.features[column], "names", None) == names:
+        return dataset
+    dataset = dataset.remove_columns(column).add_column(column, codes.tolist())
+    return dataset.cast_column(column, datasets.ClassLabel(names=names))
+
+
 def validate_dataset(
     dataset: datasets.Dataset,
     settings: Any,
@@ -531,30 +601,13 @@ def validate_dataset(
     _check_has_time_series(dataset)
     if len(dataset) == 0:
         raise BrainMassDataError("The dataset is empty; it needs at least one scan.")
-    if "subject_id" in dataset.column_names:
-        ids = [str(i) for i in dataset["subject_id"]]
-        if len(set(ids)) != len(ids):  # duplicated ids are fine for training; keep the messages unambiguous
-            ids = [f"row {k} ({i})" for k, i in enumerate(ids)]
-    else:
-        ids = [f"row {k}" for k in range(len(dataset))]
+    ids = scan_ids(dataset)
     validate_time_series(
         list(_iter_time_series(dataset, batch_size)), ids, num_rois=int(settings.num_rois),
         min_timepoints=min_scan_length(settings, pfc=pfc), warn_constant_rois=False,
     )
     if label_column is not None:
-        if label_column not in dataset.column_names:
-            raise BrainMassDataError(
-                f"The dataset has no label column {label_column!r}; its columns are {dataset.column_names}. Pass "
-                "the column that holds the classes."
-            )
-        labels = dataset[label_column]
-        missing = [i for i, v in zip(ids, labels) if v is None]
-        if missing:
-            raise BrainMassDataError(
-                f"{len(missing)} scan(s) have no value in label column {label_column!r}: {format_names(missing)}. "
-                "Fill them in or drop these rows (dataset.filter)."
-            )
-        check_labels(labels, what=f"Label column {label_column!r}")
+        class_labels(dataset, label_column)
 
 
 def resolve_dataset(dataset: Any, **loader_kwargs: Any) -> Any:

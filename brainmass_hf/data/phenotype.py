@@ -15,7 +15,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from ..validation import BrainMassDataError, check_labels, check_unique_ids, format_names, label_spelling_groups, warn
+from ..validation import BrainMassDataError, check_unique_ids, encode_class_labels, format_names, warn
 from .readers import separator
 
 logger = logging.getLogger(__name__)
@@ -179,20 +179,6 @@ def _is_integral(values: pd.Series) -> bool:
         return bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1.0) == 0.0))
 
 
-def _merge_spellings(texts: list[str], label_names: Sequence[str] | None) -> list[str]:
-    """Merge label spellings that differ only in case or whitespace (``"ASD"``, ``"asd "``) with a warning.
-
-    Such spellings are one class typed two ways, never two classes, so they are merged rather than refused; the
-    warning names every merged spelling so a user can fix the table. Given ``label_names`` are the canonical
-    spellings; otherwise a group's most frequent spelling is."""
-    mapping = label_spelling_groups(texts, canonical=label_names)
-    changed = sorted({(t, c) for t, c in mapping.items() if t != c})
-    if changed:
-        warn("Label spellings that differ only in case or whitespace were merged into one class: "
-             + ", ".join(f"{t!r} -> {c!r}" for t, c in changed) + ". Fix the phenotype table to silence this.")
-    return [mapping[t] for t in texts]
-
-
 def encode_labels(
     values: pd.Series,
     ids: Sequence[str],
@@ -216,34 +202,10 @@ def encode_labels(
                 f"{values.iloc[0]!r}; use label_type='categorical' (or 'auto') for classes."
             )
         return datasets.Value("float32"), values.astype(np.float32).tolist()
-    integral = numeric and _is_integral(values)
-    as_text = [str(int(v)) if integral else str(v) for v in values]
-    if not integral:
-        as_text = _merge_spellings(as_text, label_names)
-    if label_names is None:
-        if integral:
-            label_names = [str(v) for v in sorted({int(v) for v in values})]
-        else:
-            label_names = sorted(set(as_text))
-        # A class set read from the data must hold two classes; given label_names may describe a one-class subset.
-        check_labels(as_text, what=f"Label column {values.name!r}")
-    label_names = [str(n) for n in label_names]
-    index = {n: k for k, n in enumerate(label_names)}
-    encoded, unknown = [], []
-    for scan_id, text, value in zip(ids, as_text, values):
-        if text in index:
-            encoded.append(index[text])
-        elif integral and 0 <= int(value) < len(label_names):
-            # Integer codes index label_names directly (0 -> label_names[0]).
-            encoded.append(int(value))
-        else:
-            unknown.append(f"{scan_id!r}={text}")
-    if unknown:
-        raise BrainMassDataError(
-            f"Label values not in label_names={label_names}: {', '.join(unknown[:10])}. "
-            "Add them to label_names or fix the phenotype table."
-        )
-    return datasets.ClassLabel(names=label_names), encoded
+    # A class set read from the data must hold two classes; given label_names may describe a one-class subset.
+    codes, names = encode_class_labels(values.tolist(), f"Label column {values.name!r}", ids=ids,
+                                       class_names=label_names, min_classes=1 if label_names is not None else 2)
+    return datasets.ClassLabel(names=names), codes.tolist()
 
 
 def phenotype_features(table: pd.DataFrame) -> tuple[dict[str, datasets.features.FeatureType], dict[str, list]]:

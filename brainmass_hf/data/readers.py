@@ -179,6 +179,44 @@ def _axis_summary(shapes: Sequence[tuple[int, int]], keys: Sequence[str], axis: 
     return text + (f", different in {format_names(odd, 5)}" if odd else "")
 
 
+def _orient_by_roi_count(arrays: list[np.ndarray], keys: Sequence[str], num_rois: int,
+                         convention_time_by_roi: bool) -> list[np.ndarray]:
+    """``orientation="auto"`` with ``num_rois``: one orientation for the whole cohort, from the files whose shape
+    allows only one reading. Files that allow only opposite readings (e.g. ``(40, 12)`` beside ``(12, 30)`` with
+    ``num_rois=12``: the second may be ROI × time, or 12 time points of another atlas) are an error, never a guess;
+    square files follow the cohort."""
+    readings = {}
+    for key, a in zip(keys, arrays):
+        rows, cols = a.shape
+        if num_rois not in (rows, cols):
+            raise BrainMassDataError(
+                f"Inconsistent ROI count: {key!r} has shape {a.shape}, neither axis has num_rois={num_rois}. "
+                "Check the atlas used for this scan, or drop it."
+            )
+        if rows != cols:
+            readings[key] = "time_by_roi" if cols == num_rois else "roi_by_time"
+    found = collections.Counter(readings.values())
+    if len(found) > 1:
+        minority = found.most_common()[-1][0]
+        odd = [f"{k!r} {a.shape}" for k, a in zip(keys, arrays) if readings.get(k) == minority]
+        raise BrainMassDataError(
+            f"Cannot tell the orientation: with num_rois={num_rois}, {found['time_by_roi']} file(s) read only as time "
+            f"× ROI and {found['roi_by_time']} only as ROI × time, e.g. {', '.join(odd[:5])}; such a file may be "
+            f"stored the other way round or hold {num_rois} time points of another atlas. Pass "
+            "orientation='time_by_roi' or 'roi_by_time' (the layout of your files) and drop the files that do not fit."
+        )
+    if found:
+        orientation = next(iter(found))
+    elif convention_time_by_roi:
+        orientation = "time_by_roi"  # every scan square (T == R): the bundle convention is all there is to go on
+    else:
+        raise BrainMassDataError(
+            f"Cannot tell the orientation of {keys[0]!r}: it is square ({num_rois} × {num_rois}) and num_rois="
+            f"{num_rois}, like every file. Pass orientation='time_by_roi' or 'roi_by_time'."
+        )
+    return arrays if orientation == "time_by_roi" else [a.T for a in arrays]
+
+
 def orient_time_series(
     arrays: Sequence[np.ndarray],
     keys: Sequence[str],
@@ -189,13 +227,14 @@ def orient_time_series(
 ) -> list[np.ndarray]:
     """Return the arrays as ``(num_timepoints, num_rois)``.
 
-    ``"time_by_roi"`` keeps them, ``"roi_by_time"`` transposes them. ``"auto"`` with ``num_rois`` takes the axis
-    of that size as ROIs in each file (a square array is ambiguous); without ``num_rois`` it takes the axis whose
+    ``"time_by_roi"`` keeps them, ``"roi_by_time"`` transposes them. ``"auto"`` with ``num_rois`` reads the whole
+    cohort one way, the way its non-square files allow (files allowing opposite readings are an error, square files
+    follow the cohort; an all-square cohort is an error); without ``num_rois`` it takes the axis whose
     size is the same in every file as the ROI axis. When both axes (e.g. a single file, or a fixed-length cohort)
     or neither are constant, it raises and asks for ``orientation=`` or ``num_rois=``.
 
-    ``convention_time_by_roi`` (``.npz`` bundles, stored time × ROI by convention) reads a square scan time × ROI
-    when ``num_rois`` is given, and equal shapes with at least as many rows as columns time × ROI. Equal shapes
+    ``convention_time_by_roi`` (``.npz`` bundles, stored time × ROI by convention) reads an all-square cohort time ×
+    ROI when ``num_rois`` is given, and equal shapes with at least as many rows as columns time × ROI. Equal shapes
     with fewer rows than columns stay an error: that is how a bundle stored ROI × time looks (116 × 168 would
     otherwise load as T = 116, R = 168).
     """
@@ -206,27 +245,7 @@ def orient_time_series(
     if orientation == "roi_by_time":
         return [a.T for a in arrays]
     if num_rois is not None:
-        out = []
-        for key, a in zip(keys, arrays):
-            rows, cols = a.shape
-            if rows == cols == num_rois and convention_time_by_roi:
-                out.append(a)  # a bundle scan with T == R: the convention is all there is to go on
-                continue
-            if rows == cols == num_rois:
-                raise BrainMassDataError(
-                    f"Cannot tell the orientation of {key!r}: it is square ({rows} × {cols}) and num_rois="
-                    f"{num_rois}. Pass orientation='time_by_roi' or 'roi_by_time'."
-                )
-            if cols == num_rois:
-                out.append(a)
-            elif rows == num_rois:
-                out.append(a.T)
-            else:
-                raise BrainMassDataError(
-                    f"Inconsistent ROI count: {key!r} has shape {a.shape}, neither axis has num_rois={num_rois}. "
-                    "Check the atlas used for this scan, or drop it."
-                )
-        return out
+        return _orient_by_roi_count(arrays, keys, num_rois, convention_time_by_roi)
     shapes = [a.shape for a in arrays]
     rows_constant = len({s[0] for s in shapes}) == 1
     cols_constant = len({s[1] for s in shapes}) == 1

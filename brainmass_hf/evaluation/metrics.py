@@ -61,8 +61,8 @@ def classification_metrics(
     `majority_rate` is the accuracy of always answering the test set's most frequent class: accuracy means
     little without it. Binary sensitivity/specificity/F1 treat `labels[1]` as positive (they are the ROC
     operating point of the classifier's own threshold); with more classes they (and AUC) are macro averages
-    of one-vs-rest values over the classes present in `y_true`. A metric undefined on this test set (AUC
-    with one class present) is NaN.
+    of one-vs-rest values over the classes present in `y_true`. A metric undefined on this test set (AUC and
+    balanced accuracy with one class present) is NaN.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     scores = np.asarray(scores, dtype=np.float64)
@@ -97,7 +97,9 @@ def classification_metrics(
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "majority_rate": float(np.unique(y_true, return_counts=True)[1].max() / y_true.size),
-        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
+        # one class in the test set (a one-class held-out site): balanced accuracy would be plain accuracy, so it is
+        # undefined like AUC, and left out of the mean over splits
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred) if np.unique(y_true).size > 1 else float("nan"),
         "auc": auc,
         "sensitivity": float(sensitivity),
         "specificity": float(spec),

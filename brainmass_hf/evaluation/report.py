@@ -230,14 +230,27 @@ class EvaluationReport:
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         order = {name: i for i, name in enumerate(dict.fromkeys(r.name for r in self.results))}
         for r in sorted(self.results, key=lambda r: (order[r.name], _METHOD_ORDER.get(r.method, 9))):
-            cells = [r.name, r.method, str(len(r.splits))]
+            scored = r.summary.get("auc", {}).get("n", len(r.splits))
+            cells = [r.name, r.method, str(len(r.splits)) + (f" ({scored} scored)" if scored < len(r.splits) else "")]
             cells += [format_mean_std(r.summary.get(m), digits) for m in METRICS]
             lines.append("| " + " | ".join(cells) + " |")
-        notes = list(self.notes) + [f"{r.name} · {r.method}: {n}" for r in self.results for n in r.notes]
+        notes = list(self.notes) + [f"{r.name} · {r.method}: {n}" for r in self.results
+                                    for n in [*r.notes, *self._unscored_note(r)]]
         if notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in dict.fromkeys(notes)]
         lines.append("")
         return "\n".join(lines)
+
+    def _unscored_note(self, result: ProtocolResult) -> list[str]:
+        """Splits whose test set holds one class (e.g. a one-class held-out site): AUC and balanced accuracy are
+        undefined there and left out of the means; say which splits, and how many were scored."""
+        unscored = [s["split"] for s in result.splits if len(set(s["y_true"])) < 2]
+        if not unscored:
+            return []
+        sites = self.settings.get("test_sites")
+        names = [f"{k} (site {sites[k]!r})" if sites and k < len(sites) else str(k) for k in unscored]
+        return [f"split(s) {', '.join(names)} test one class only: AUC and balanced accuracy are undefined there and "
+                f"left out of the means ({len(result.splits) - len(unscored)} of {len(result.splits)} splits scored)."]
 
     # ---------------------------------------------------------------------------------------------- figures
     def roc_figure(self, protocol: str):

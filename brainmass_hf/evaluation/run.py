@@ -8,7 +8,6 @@ Steps, one function each: check the options (`_checked_options`), load the cohor
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import resolve_dataset, select_sites, time_series_list
+from ..data import class_labels, resolve_dataset, scan_ids, select_sites, time_series_list, validate_dataset
 from ..modeling_brainmass import BrainMassModel
+from ..validation import check_no_missing
 from .features import FEATURES, FCSettings, _encoder_of, _view_count, extract_features, random_init_like
 from .features import raw_fc_features
 from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, PROTOCOLS, ProtocolResult
@@ -51,45 +51,14 @@ def parse_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def labels_from_dataset(dataset: Any, label_column: str = "label") -> tuple[np.ndarray, list[str]]:
-    """Integer class codes `[N]` and class names from a dataset column.
+    """Integer class codes `[N]` and class names from any dataset column (`brainmass_hf.data.class_labels`).
 
     A ClassLabel keeps its names (classes without scans are dropped and the rest re-coded in order); any
-    other column is encoded by its sorted distinct values.
+    other column is encoded by its sorted distinct values. Missing values, one class, a class with fewer than 2
+    scans and continuous values are errors; spellings differing only in case or whitespace are merged with a
+    warning.
     """
-    if label_column not in dataset.column_names:
-        raise ValueError(
-            f"The dataset has no column {label_column!r}; pass label_column= naming the column that holds "
-            f"each scan's class (columns: {dataset.column_names})."
-        )
-    values = list(dataset[label_column])
-    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
-    if missing:
-        raise ValueError(
-            f"Column {label_column!r} has {len(missing)} missing labels (rows {missing[:5]}…); drop those rows."
-        )
-    names_of_codes = getattr(dataset.features[label_column], "names", None)
-    values = np.asarray(values)
-    if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
-        raise ValueError(
-            f"Column {label_column!r} holds continuous values; evaluation is classification, so bin it into "
-            "classes first (or pick a categorical column)."
-        )
-    classes, codes = np.unique(values, return_inverse=True)
-    if names_of_codes is not None:
-        names = [names_of_codes[int(c)] for c in classes]
-    else:
-        names = [str(c.item() if hasattr(c, "item") else c) for c in classes]
-    codes = codes.astype(np.int64)
-    counts = np.bincount(codes)
-    if classes.size < 2:
-        raise ValueError(f"Column {label_column!r} holds a single class ({names[0]}); evaluation needs two or more.")
-    if counts.min() < 2:
-        rare = [n for n, c in zip(names, counts) if c < 2]
-        raise ValueError(
-            f"Class(es) {rare} of column {label_column!r} have fewer than 2 scans; every class needs at least 2. "
-            "Drop or merge those classes."
-        )
-    return codes, names
+    return class_labels(dataset, label_column, min_per_class=2, drop_unused=True)
 
 
 def _column(dataset: Any, column: str | None, argument: str, n: int) -> np.ndarray | None:
@@ -98,6 +67,8 @@ def _column(dataset: Any, column: str | None, argument: str, n: int) -> np.ndarr
         return None
     if column not in dataset.column_names:
         raise ValueError(f"{argument}={column!r} is not a column of the dataset (columns: {dataset.column_names}).")
+    check_no_missing(dataset[column], scan_ids(dataset), f"{argument} {column!r}",
+                     "Fill them in or drop these scans (a blank would become a site or subject named 'None').")
     return _check_per_scan(dataset[column], n, argument)
 
 
@@ -114,10 +85,12 @@ def _load_encoder(model_or_path: Any) -> torch.nn.Module:
 
 def _checked_options(
     protocols: str | Sequence[str], cv: str, test_view: str, num_tta_views: int, feature: str,
-    few_shot_k: Sequence[int],
+    few_shot_k: Sequence[int], n_repeats: int,
 ) -> tuple[tuple[str, ...], int]:
     """The protocol names and the number of test views per scan, after checking every option that needs no data."""
     protocols = parse_protocols(protocols)
+    if int(n_repeats) < 1:
+        raise ValueError(f"n_repeats must be at least 1 (splits, and few-shot draws per k); got {n_repeats}.")
     if cv not in CV_SCHEMES:
         raise ValueError(f"cv must be one of {CV_SCHEMES}; got {cv!r}.")
     test_views = _view_count(test_view, num_tta_views if test_view == "tta" else 1)
@@ -137,14 +110,15 @@ class _Cohort:
     class_names: list[str]
     sites: np.ndarray | None
     groups: np.ndarray | None
-    time_series: list[np.ndarray]
-    splits: list[tuple[np.ndarray, np.ndarray]]
+    time_series: list[np.ndarray] | None
+    splits: list[tuple[np.ndarray, np.ndarray]] | None
     zero_shot_pairs: list[tuple[str, str]] | None
 
 
 def _load_cohort(dataset: Any, options: dict[str, Any], protocols: tuple[str, ...]) -> _Cohort:
     """Resolve `dataset`, keep the scans of `options["sites"]` (the `site_column`, else `"site"`;
-    `data.select_sites`), encode the labels, read the site and subject columns, and make the splits."""
+    `data.select_sites`), encode the labels and read the site and subject columns. The time series and the splits
+    come after `evaluate` has checked every scan against the checkpoint (both None here)."""
     dataset = resolve_dataset(dataset)
     site_column = options["site_column"]
     dataset = select_sites(dataset, keep=options["sites"], site_column=site_column or "site",
@@ -155,9 +129,7 @@ def _load_cohort(dataset: Any, options: dict[str, Any], protocols: tuple[str, ..
     if sites is None and ("zero_shot" in protocols or options["cv"] == "leave_one_site_out"):
         raise ValueError("zero_shot and cv='leave_one_site_out' need site_column= naming each scan's site/cohort.")
     pairs = site_pairs(sites, options["zero_shot_pairs"]) if "zero_shot" in protocols else None
-    splits = make_splits(options["cv"], labels, n_repeats=options["n_repeats"], test_size=options["test_size"],
-                         seed=options["seed"], sites=sites, groups=groups)
-    return _Cohort(dataset, labels, class_names, sites, groups, time_series_list(dataset), splits, pairs)
+    return _Cohort(dataset, labels, class_names, sites, groups, None, None, pairs)
 
 
 def _method_features(
@@ -268,6 +240,8 @@ def _settings_record(options: dict[str, Any], encoder: torch.nn.Module, cohort: 
         class_counts=np.bincount(cohort.labels).tolist(), num_rois=int(cohort.time_series[0].shape[1]),
         model=str(getattr(encoder.config, "_name_or_path", "") or type(encoder).__name__),
         finetune_kwargs=dict(options["finetune_kwargs"] or {}),
+        # leave-one-site-out split k tests the k-th site in sorted order (the report names unscored ones)
+        test_sites=np.unique(cohort.sites).tolist() if options["cv"] == "leave_one_site_out" else None,
     )
     if options["include_tangent_baseline"]:
         record["tangent_fc"] = TANGENT_FC_TEXT
@@ -342,9 +316,14 @@ def evaluate(
     `seed + 2`). Every baseline sees the same views. docs/evaluation.md has the details.
     """
     options = dict(locals())
-    protocols, test_views = _checked_options(protocols, cv, test_view, num_tta_views, feature, few_shot_k)
+    protocols, test_views = _checked_options(protocols, cv, test_view, num_tta_views, feature, few_shot_k,
+                                                 n_repeats)
     cohort = _load_cohort(dataset, options, protocols)
     encoder = _load_encoder(model_or_path)
+    validate_dataset(cohort.dataset, encoder.config)  # every scan against the checkpoint (R, length), named
+    cohort.time_series = time_series_list(cohort.dataset)
+    cohort.splits = make_splits(cv, cohort.labels, n_repeats=n_repeats, test_size=test_size, seed=seed,
+                                sites=cohort.sites, groups=cohort.groups)
     models = {METHOD_MODEL: encoder}
     if include_random_baseline:
         models[METHOD_RANDOM] = random_init_like(encoder, seed=seed)

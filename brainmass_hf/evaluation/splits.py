@@ -91,6 +91,24 @@ def _grouped_fold_count(test_size: float | int, n: int) -> int:
     return max(2, int(round(1 / fraction)))
 
 
+def _check_split_sizes(strata: np.ndarray, n_labels: int, n_repeats: int, test_size: float | int) -> None:
+    """Our words for what sklearn would refuse in its own: no repeats, or a test (or training) set smaller than
+    the number of classes (label × site cells when stratifying by site), so a class could not appear in it."""
+    if int(n_repeats) < 1:
+        raise ValueError(f"n_repeats must be at least 1 split; got {n_repeats}.")
+    n = strata.shape[0]
+    n_test = int(np.ceil(test_size * n)) if test_size < 1 else int(test_size)
+    cells = np.unique(strata).size
+    by_site = " label × site cells" if cells > n_labels else " classes"
+    if not 0 < n_test < n or min(n_test, n - n_test) < cells:
+        raise ValueError(
+            f"A cohort of {n} scans with {cells}{by_site} cannot be split with test_size={test_size}: the test set "
+            f"would hold {n_test} scan(s) and the training set {n - n_test}, but each needs one scan of every "
+            f"class{' and site' if cells > n_labels else ''}. Add scans, choose test_size so that both sides hold at "
+            f"least {cells} scans{', or leave out site_column' if cells > n_labels else ''}."
+        )
+
+
 def repeated_stratified_splits(
     labels: Sequence[Any],
     *,
@@ -110,6 +128,7 @@ def repeated_stratified_splits(
     strata = _strata(labels, sites)
     groups = _check_per_scan(groups, labels.shape[0], "group")
     if groups is None:
+        _check_split_sizes(strata, int(labels.max()) + 1, n_repeats, test_size)
         splitter = StratifiedShuffleSplit(n_splits=n_repeats, test_size=test_size, random_state=seed)
         for train, test in splitter.split(np.zeros(labels.shape[0]), strata):
             yield np.sort(train), np.sort(test)
@@ -132,6 +151,9 @@ def kfold_splits(
     test fold."""
     labels = _check_labels(labels)
     groups = _check_per_scan(groups, labels.shape[0], "group")
+    if labels.shape[0] < n_splits:
+        raise ValueError(f"{n_splits}-fold cross-validation needs at least {n_splits} scans; the cohort has "
+                         f"{labels.shape[0]}. Add scans or use cv='repeated'.")
     splitter = (StratifiedKFold if groups is None else StratifiedGroupKFold)(
         n_splits=n_splits, shuffle=True, random_state=seed
     )
