@@ -503,6 +503,8 @@ def test_pretrain_push_to_hub_pushes_every_save_and_the_encoder(local_hub, tmp_p
             assert type(model).__name__ == "BrainMassModel"
         config = json.load(open(hf_hub_download("user/pretrained", "config.json")))
         assert config["architectures"] == ["BrainMassModel"], config["architectures"]
+        pushed = {f for c in commits for f in HfApi().list_repo_files("user/pretrained", revision=c.commit_id)}
+        assert not any("lock" in f for f in pushed), pushed  # the output folder's run lock stays local
         print("pretrain-hub-ok")
     """
     assert "pretrain-hub-ok" in run_client(script, local_hub, tmp_path / "hf", tmp_path)
