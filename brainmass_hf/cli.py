@@ -10,8 +10,9 @@
     brainmass convert-official model.pth --output-dir DIR [--heads N] [--full] [--atlas-name NAME]
     brainmass explain    --model M --data D [--label-column L] [--output-dir DIR] [--n-splits 5] [--atlas-name NAME]
 
-One spelling per idea in every command: `--output-dir` is the folder a command writes, `--atlas-image` an atlas
-NIfTI image, `--atlas-name` an atlas's name (a shipped ROI table such as AAL-116). Every flag also takes its
+One spelling per idea in every command: `--output-dir` is the folder a command writes, `--model` the checkpoint it
+reads (finetune also takes the Hugging Face spelling `--model_name_or_path`), `--atlas-image` an atlas NIfTI image,
+`--atlas-name` an atlas's name (a shipped ROI table such as AAL-116). Every flag also takes its
 underscore spelling (`--output_dir`, `--label_column`), as the Hugging Face example scripts write them.
 
 Options of every command: `-v`/`--verbose` (INFO log messages; `-vv` DEBUG), `-q`/`--quiet` (errors only; no
@@ -93,6 +94,12 @@ def add_output_dir(parser: argparse.ArgumentParser, help: str, default: str | No
     """``--output-dir DIR``, the folder a command writes, spelt the same in every command; ``--out`` (the old
     spelling of demo, evaluate, extract, explain and convert-official) stays as a hidden alias."""
     add_option(parser, "--output-dir", old=("--out",), required=required, default=default, metavar="DIR", help=help)
+
+
+def add_model_option(parser: argparse.ArgumentParser, help: str):
+    """``--model``, the checkpoint a command reads; ``--model_name_or_path`` (finetune's Hugging Face spelling)
+    works too, hidden."""
+    add_option(parser, "--model", old=("--model-name-or-path",), required=True, help=help)
 
 
 def add_global_options(parser: argparse.ArgumentParser, debug: bool = True):
@@ -295,7 +302,10 @@ def pretrain_main(argv: list[str] | None = None):
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
 class FinetuneScriptArguments:
-    model_name_or_path: str = field(metadata={"help": "Encoder checkpoint (folder or Hub id)."})
+    model_name_or_path: str = field(
+        metadata={"help": "Encoder checkpoint (folder or Hub id); --model, as in evaluate and explain, works too.",
+                  "aliases": ["--model"]}
+    )
     data: str = field(default="devfmri", metadata={"help": "'devfmri' or a data path."})
     label_column: str = field(default="label", metadata={"help": "Phenotype column to predict."})
     test_size: float = field(default=0.2, metadata={"help": "Fraction of scans held out (stratified) for testing."})
@@ -417,7 +427,7 @@ def _evaluate(argv):
 
     p = command_parser("evaluate", "Evaluate a BrainMass encoder on diagnosis: results.md, results.json, a tidy "
                        "results.csv (one row per method, protocol, split and metric) and ROC figures.")
-    p.add_argument("--model", required=True, help="encoder checkpoint folder or Hub id")
+    add_model_option(p, "encoder checkpoint folder or Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
     p.add_argument("--protocols", default="paper,linear_probe", help=f"comma-separated from {PROTOCOLS} or 'all'")
     p.add_argument("--orientation", default=None, help=ORIENTATION_HELP)
@@ -557,7 +567,7 @@ def _explain(argv):
 
     p = command_parser("explain", "Which regions and connections drive a two-class decision: explain.md (top regions "
                        "with names, MNI coordinates, effect, FDR q), CSVs, figures.")
-    p.add_argument("--model", required=True, help="fine-tuned classifier or encoder checkpoint folder / Hub id")
+    add_model_option(p, "fine-tuned classifier or encoder checkpoint folder / Hub id")
     p.add_argument("--data", required=True, help="'devfmri', a data folder, an .npz bundle or a saved dataset")
     p.add_argument("--orientation", default=None, help=ORIENTATION_HELP)
     p.add_argument("--label-column", default="label", help="column with the two classes")

@@ -540,8 +540,9 @@ def push_encoder(
     """Push a checkpoint folder (weights, config, feature extractor, code, card) to ``repo_id``.
 
     The folder is completed in a temporary copy (:func:`complete_checkpoint_folder`), so the source is not
-    modified. The card is rendered from the checkpoint and ``facts`` when ``facts`` are given, else the folder's
-    own ``README.md`` is kept (a converted or hand-written card), else rendered without facts. ``revision`` names
+    modified. The card is rendered from the checkpoint and ``facts`` when ``facts`` are given (keeping the licence
+    of the folder's own card unless ``facts`` name one), else the folder's own ``README.md`` is kept (a converted,
+    released or hand-written card), else rendered without facts (licence ``unknown``). ``revision`` names
     a branch (created from ``main`` if needed); ``create_pr`` opens a pull request instead of committing. Returns
     the commit URL (the pull request URL with ``create_pr``).
     """

@@ -68,6 +68,11 @@ def test_installed_script_prints_pretrain_help_and_exits_2_on_a_mistake():
 # ---------------------------------------------------------------------------------------------------------------
 # Flags reach the library
 # ---------------------------------------------------------------------------------------------------------------
+def test_finetune_takes_model_like_evaluate_and_explain():
+    script, _ = cli.parse_finetune_args(["--model", "runs/enc", "--max_steps", "2"])
+    assert script.model_name_or_path == "runs/enc"
+
+
 def test_finetune_passes_every_given_training_arguments_flag_and_nothing_else():
     script, training = cli.parse_finetune_args(
         ["--model_name_or_path", "runs/enc", "--label_column", "dx", "--max_steps", "2", "--weight_decay", "0.5",
@@ -344,6 +349,7 @@ IDEAS = {
     "label column": ("--label-column", {"--label", "--label-col", "--target-column"}),
     "data": ("--data", {"--dataset", "--data-dir", "--input"}),
     "seed": ("--seed", {"--random-seed", "--rng-seed"}),
+    "checkpoint a command reads": ("--model", {"--encoder", "--checkpoint", "--model-path", "--model-dir"}),
 }
 WRITES_A_FOLDER = {"demo", "pretrain", "finetune", "evaluate", "extract", "convert-official", "explain"}
 
@@ -366,6 +372,7 @@ def test_every_subcommand_help_spells_each_idea_one_way_and_lists_the_common_opt
     assert {c for c, flags in shown.items() if "--output-dir" in flags} == WRITES_A_FOLDER
     assert "--atlas-image" in shown["extract"] and "--atlas-name" in shown["explain"] | shown["convert-official"]
     assert "--atlas-name" in shown["pretrain"]
+    assert {c for c, flags in shown.items() if "--model" in flags} == {"evaluate", "explain", "finetune"}
 
 
 @pytest.mark.parametrize("command, old, new", [
@@ -374,6 +381,7 @@ def test_every_subcommand_help_spells_each_idea_one_way_and_lists_the_common_opt
      ["--atlas-name", "AAL-116", "--output-dir", "ex", "--label-column", "dx"]),
     ("evaluate", ["--out", "ev", "--n_repeats", "3", "--site_column", "site"],
      ["--output-dir", "ev", "--n-repeats", "3", "--site-column", "site"]),
+    ("evaluate", ["--model_name_or_path", "m2"], ["--model", "m2"]),
 ])
 def test_old_and_underscore_spellings_are_hidden_aliases_of_the_same_flags(command, old, new, monkeypatch):
     """The spellings before issue 21 (--out, --atlas) and the underscore form of every flag still work."""

@@ -337,11 +337,11 @@ def test_example_scripts_run_end_to_end_at_tiny_size(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
-    out = run("pretrain_devfmri.py", "--preset", "tiny", "--epochs", "1", "--out", str(tmp_path / "pt"))
+    out = run("pretrain_devfmri.py", "--preset", "tiny", "--epochs", "1", "--output-dir", str(tmp_path / "pt"))
     assert "train_loss" in out and (tmp_path / "pt" / "encoder" / "model.safetensors").exists()
     out = run("finetune_devfmri.py", "--encoder", str(tmp_path / "pt" / "encoder"), "--epochs", "1",
-              "--out", str(tmp_path / "ft"))
+              "--output-dir", str(tmp_path / "ft"))
     assert "eval_accuracy" in out
     out = run("evaluate_devfmri.py", "--encoder", str(tmp_path / "pt" / "encoder"), "--protocols", "linear_probe",
-              "--n-repeats", "2", "--out", str(tmp_path / "ev"))
+              "--n-repeats", "2", "--output-dir", str(tmp_path / "ev"))
     assert "linear_probe" in out
