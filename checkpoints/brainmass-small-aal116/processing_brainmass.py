@@ -92,6 +92,8 @@ class BrainMassFeatureExtractor(FeatureExtractionMixin):
         ``ValueError`` names both values (the config owns them). ``AutoFeatureExtractor`` reads only
         ``preprocessor_config.json`` (it builds the extractor with ``from_dict``); the models' ``from_pretrained``
         runs the same check, so loading the model and its extractor from a folder that disagrees fails either way."""
+        # An override because transformers has no public post-load hook that sees the source folder (from_dict gets
+        # the dict alone); tests/test_settings_owner.py fails if the framework's from_pretrained changes under it.
         loaded = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         extractor = loaded[0] if isinstance(loaded, tuple) else loaded
         config = read_json_beside(pretrained_model_name_or_path, "config.json", kwargs)
