@@ -54,7 +54,6 @@ __all__ = [
     "render_release_card",
     "card_rows",
     "write_release_cards",
-    "refresh_release_checkpoints",
     "push_encoder",
     "push_model_to_hub",
     "HubCodeCallback",
@@ -532,23 +531,6 @@ def write_release_cards(cards_dir: str | Path, repo_root: str | Path | None = No
         if folder is not None:
             folders.append(complete_checkpoint_folder(folder, card=card) / "README.md")
     return written + folders
-
-
-def refresh_release_checkpoints(cards_dir: str | Path, repo_root: str | Path | None = None) -> list[Path]:
-    """Bring every released checkpoint folder of the repository (``facts["checkpoint"]`` of each ``<name>.json`` in
-    ``cards_dir``, when it holds a ``config.json``) up to date with the package: its :data:`REMOTE_CODE_FILES`
-    copied from the package, ``auto_map`` completed and its card rendered from the facts
-    (:func:`complete_checkpoint_folder`). Weights and configs are left as they are. This is the one writer of the
-    code copies under ``checkpoints/`` (``tests/test_checkpoints.py`` checks that they equal the package modules);
-    run it after changing any of those modules. Returns the folders refreshed."""
-    refreshed = []
-    for facts_path in sorted(Path(cards_dir).glob("*.json")):
-        root = Path(repo_root) if repo_root is not None else facts_path.resolve().parents[1]
-        checkpoint = json.loads(facts_path.read_text()).get("checkpoint")
-        if checkpoint and (root / checkpoint / "config.json").is_file():
-            complete_checkpoint_folder(root / checkpoint, card=render_release_card(facts_path, root))
-            refreshed.append(root / checkpoint)
-    return refreshed
 
 
 # ----------------------------------------------------------------------------------------------------------------

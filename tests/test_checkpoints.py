@@ -1,6 +1,6 @@
 """Shipped code cannot drift (issue 20 item 4): the code a checkpoint folder under ``checkpoints/`` ships is a
 byte-for-byte copy of the package modules, written by the release path alone
-(``brainmass_hf.hub.refresh_release_checkpoints``)."""
+(``brainmass release``, i.e. ``brainmass_hf.hub.write_release_cards``)."""
 
 import json
 import shutil
@@ -18,12 +18,12 @@ FOLDERS = sorted(p for p in (REPO / "checkpoints").iterdir() if p.is_dir()) if (
 @pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
 def test_checkpoint_code_is_byte_identical_to_the_package_modules(folder):
     shipped = sorted(p.name for p in folder.glob("*.py"))
-    assert shipped == sorted(hub.REMOTE_CODE_FILES), f"{folder.name}: refresh with hub.refresh_release_checkpoints"
+    assert shipped == sorted(hub.REMOTE_CODE_FILES), f"{folder.name}: run brainmass release"
     drifted = [name for name in shipped if (folder / name).read_bytes() != (PACKAGE / name).read_bytes()]
     assert drifted == [], (
-        f"{folder.name}: {drifted} differ from brainmass_hf/; run "
-        "python -c \"from brainmass_hf.hub import refresh_release_checkpoints; refresh_release_checkpoints('model_cards')\""
+        f"{folder.name}: {drifted} differ from brainmass_hf/; run brainmass release"
     )
+    assert json.loads((folder / "config.json").read_text())["custom_pipelines"] == hub.CUSTOM_PIPELINES
 
 
 def test_every_checkpoint_folder_is_a_release_that_the_release_path_refreshes():
@@ -40,8 +40,8 @@ def test_release_path_rewrites_drifted_code_and_leaves_weights_config_and_card_a
                                                          "preprocessor_config.json")}
     (copy / "modeling_brainmass.py").write_text("# edited by hand\n")
     (copy / "connectivity.py").unlink()
-    refreshed = hub.refresh_release_checkpoints(tmp_path / "model_cards", tmp_path)
-    assert copy in refreshed
+    written = hub.write_release_cards(tmp_path / "model_cards", tmp_path)
+    assert copy / "README.md" in written
     for name in hub.REMOTE_CODE_FILES:
         assert (copy / name).read_bytes() == (PACKAGE / name).read_bytes(), name
     assert all((copy / name).read_bytes() == content for name, content in kept.items())
