@@ -52,7 +52,6 @@ __all__ = [
     "render_model_card",
     "write_model_card",
     "render_release_card",
-    "card_rows",
     "write_release_cards",
     "push_encoder",
     "push_model_to_hub",
@@ -339,32 +338,6 @@ def _results_section(facts: Mapping[str, Any], trained: bool) -> str:
     if trained:
         return "No downstream results have been measured with this file yet."
     return "None: there are no weights to measure yet."
-
-
-# The columns of a card's results table, in order: this file, the three baselines, then the paired differences.
-CARD_BASELINES = (("raw FC", "raw FC"), ("tangent_fc", "tangent_fc"), ("random init", "random-init BrainMass"))
-
-
-def card_rows(report: Mapping[str, Any], cohort: str, model_column: str = "BrainMass (this file)") -> list[dict]:
-    """The rows of a card's results table from an evaluation report (``EvaluationReport.to_dict()`` or its
-    ``results.json``): one row per protocol, with this checkpoint's ROC AUC, each baseline's that the report holds
-    (raw FC, tangent_fc, random init) as ``"mean ± std"`` over splits, and the paired difference with each (model
-    − baseline on the same splits). Nothing is typed by hand, so a card shows only numbers its file produced."""
-    from .evaluation import METHOD_MODEL, format_mean_std, paired_difference
-
-    by = {(r["name"], r["method"]): r for r in report["results"]}
-    rows = []
-    for protocol in dict.fromkeys(r["name"] for r in report["results"] if r["method"] == METHOD_MODEL):
-        model = by[(protocol, METHOD_MODEL)]
-        row = {"cohort": cohort, "protocol": protocol, model_column: format_mean_std(model["summary"]["auc"])}
-        present = [(column, method) for column, method in CARD_BASELINES if (protocol, method) in by]
-        for column, method in present:
-            row[column] = format_mean_std(by[(protocol, method)]["summary"]["auc"])
-        for column, method in present:
-            diff = paired_difference(model["splits"], by[(protocol, method)]["splits"])
-            row[f"paired Δ vs {column}"] = format_mean_std(diff, signed=True)
-        rows.append(row)
-    return rows
 
 
 def _mean_std(cell: str) -> tuple[float, float | None]:

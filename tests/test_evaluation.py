@@ -841,3 +841,30 @@ def test_evaluate_with_sites_scores_only_those_sites_scans(tiny_model, devfmri):
     assert "tangent_fc baseline was not run" in report.to_markdown()
     with pytest.raises(ValueError, match="not in column 'site'"):
         ev.evaluate(tiny_model, data, protocols="paper", sites="NYU", show_progress=False)
+
+
+def test_card_rows_come_from_the_report_with_every_baseline_and_paired_differences():
+    from brainmass_hf.evaluation import card_rows
+
+    """A card's results rows are computed from an evaluation report: this file's AUC, raw FC, tangent_fc and random
+    init, and model − baseline paired over the same splits (only the splits both ran)."""
+    def result(protocol, method, aucs):
+        splits = [{"split": i, "auc": a} for i, a in enumerate(aucs)]
+        mean = sum(aucs) / len(aucs)
+        std = (sum((a - mean) ** 2 for a in aucs) / (len(aucs) - 1)) ** 0.5
+        return {"name": protocol, "method": method, "splits": splits, "summary": {"auc": {"mean": mean, "std": std}}}
+
+    report = {"results": [
+        result("paper", "BrainMass", [0.70, 0.80, 0.90]), result("paper", "raw FC", [0.60, 0.80, 0.70]),
+        result("paper", "tangent_fc", [0.75, 0.85, 0.95]), result("paper", "random-init BrainMass", [0.5, 0.5, 0.5]),
+        result("linear_probe", "BrainMass", [0.6, 0.7]), result("linear_probe", "raw FC", [0.7, 0.8]),
+    ]}
+    paper, probe = card_rows(report, "cohort X")
+    assert paper == {
+        "cohort": "cohort X", "protocol": "paper", "BrainMass (this file)": "0.800 ± 0.100",
+        "raw FC": "0.700 ± 0.100", "tangent_fc": "0.850 ± 0.100", "random init": "0.500 ± 0.000",
+        "paired Δ vs raw FC": "+0.100 ± 0.100", "paired Δ vs tangent_fc": "-0.050 ± 0.000",
+        "paired Δ vs random init": "+0.300 ± 0.100",
+    }
+    assert list(probe) == ["cohort", "protocol", "BrainMass (this file)", "raw FC", "paired Δ vs raw FC"]
+    assert probe["paired Δ vs raw FC"] == "-0.100 ± 0.000"

@@ -527,27 +527,3 @@ def test_dataset_push_to_hub_load_dataset_and_data_hub_id(local_hub, tmp_path):
     """
     assert "dataset-ok" in run_client(script, local_hub, tmp_path / "hf", tmp_path)
 
-
-def test_card_rows_come_from_the_report_with_every_baseline_and_paired_differences():
-    """A card's results rows are computed from an evaluation report: this file's AUC, raw FC, tangent_fc and random
-    init, and model − baseline paired over the same splits (only the splits both ran)."""
-    def result(protocol, method, aucs):
-        splits = [{"split": i, "auc": a} for i, a in enumerate(aucs)]
-        mean = sum(aucs) / len(aucs)
-        std = (sum((a - mean) ** 2 for a in aucs) / (len(aucs) - 1)) ** 0.5
-        return {"name": protocol, "method": method, "splits": splits, "summary": {"auc": {"mean": mean, "std": std}}}
-
-    report = {"results": [
-        result("paper", "BrainMass", [0.70, 0.80, 0.90]), result("paper", "raw FC", [0.60, 0.80, 0.70]),
-        result("paper", "tangent_fc", [0.75, 0.85, 0.95]), result("paper", "random-init BrainMass", [0.5, 0.5, 0.5]),
-        result("linear_probe", "BrainMass", [0.6, 0.7]), result("linear_probe", "raw FC", [0.7, 0.8]),
-    ]}
-    paper, probe = hub.card_rows(report, "cohort X")
-    assert paper == {
-        "cohort": "cohort X", "protocol": "paper", "BrainMass (this file)": "0.800 ± 0.100",
-        "raw FC": "0.700 ± 0.100", "tangent_fc": "0.850 ± 0.100", "random init": "0.500 ± 0.000",
-        "paired Δ vs raw FC": "+0.100 ± 0.100", "paired Δ vs tangent_fc": "-0.050 ± 0.000",
-        "paired Δ vs random init": "+0.300 ± 0.100",
-    }
-    assert list(probe) == ["cohort", "protocol", "BrainMass (this file)", "raw FC", "paired Δ vs raw FC"]
-    assert probe["paired Δ vs raw FC"] == "-0.100 ± 0.000"

@@ -54,7 +54,7 @@ from .protocols import (
     run_split_protocol,
     run_zero_shot,
 )
-from .report import EvaluationReport, roc_curve_data
+from .report import EvaluationReport, card_rows, roc_curve_data
 from .run import evaluate, labels_from_dataset, parse_protocols
 from .splits import (
     CV_SCHEMES,
@@ -82,7 +82,7 @@ __all__ = [
     "decision_scores", "evaluate_features", "make_classifier", "run_few_shot", "run_finetune", "run_linear_probe", "run_paper_protocol",
     "run_split_protocol", "run_zero_shot",
     # report
-    "EvaluationReport", "roc_curve_data",
+    "EvaluationReport", "roc_curve_data", "card_rows",
     # run
     "evaluate", "labels_from_dataset", "parse_protocols", "resolve_dataset",
 ]

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_curve
 from .metrics import METRICS, format_mean_std, paired_difference
 from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, ProtocolResult
 
-__all__ = ["EvaluationReport", "roc_curve_data", "TIDY_COLUMNS", "tidy_rows", "write_results_csv"]
+__all__ = ["EvaluationReport", "roc_curve_data", "TIDY_COLUMNS", "tidy_rows", "write_results_csv", "card_rows"]
 
 BASELINES = (METHOD_RAW_FC, METHOD_TANGENT, METHOD_RANDOM)
 _METHOD_ORDER = {METHOD_MODEL: 0, METHOD_RAW_FC: 1, METHOD_TANGENT: 2, METHOD_RANDOM: 3}
@@ -394,3 +394,27 @@ def _save(fig, path: str | os.PathLike) -> Path | None:
         return None
     fig.savefig(path, dpi=120)
     return Path(path)
+
+
+# The columns of a card's results table, in order: this file, the three baselines, then the paired differences.
+CARD_BASELINES = (("raw FC", METHOD_RAW_FC), ("tangent_fc", METHOD_TANGENT), ("random init", METHOD_RANDOM))
+
+
+def card_rows(report: dict[str, Any], cohort: str, model_column: str = "BrainMass (this file)") -> list[dict]:
+    """The rows of a card's results table from an evaluation report (``EvaluationReport.to_dict()`` or its
+    ``results.json``): one row per protocol, with this checkpoint's ROC AUC, each baseline's that the report holds
+    (raw FC, tangent_fc, random init) as ``"mean ± std"`` over splits, and the paired difference with each (model
+    − baseline on the same splits). Nothing is typed by hand, so a card shows only numbers its file produced."""
+    by = {(r["name"], r["method"]): r for r in report["results"]}
+    rows = []
+    for protocol in dict.fromkeys(r["name"] for r in report["results"] if r["method"] == METHOD_MODEL):
+        model = by[(protocol, METHOD_MODEL)]
+        row = {"cohort": cohort, "protocol": protocol, model_column: format_mean_std(model["summary"]["auc"])}
+        present = [(column, method) for column, method in CARD_BASELINES if (protocol, method) in by]
+        for column, method in present:
+            row[column] = format_mean_std(by[(protocol, method)]["summary"]["auc"])
+        for column, method in present:
+            diff = paired_difference(model["splits"], by[(protocol, method)]["splits"])
+            row[f"paired Δ vs {column}"] = format_mean_std(diff, signed=True)
+        rows.append(row)
+    return rows
