@@ -302,3 +302,47 @@ def test_results_table_pairs_each_seed_with_its_own_baselines(tmp_path):
     text = _load("results_table").main([f"tiny={tmp_path / 's0.json'},{tmp_path / 's1.json'}"])
     row = next(line for line in text.splitlines() if line.startswith("| tiny |"))
     assert row == "| tiny | 0.800 ± 0.141 | +0.200 ± 0.141 | — | — | 2 | 2 |"
+
+
+@pytest.mark.slow  # about 30 s: one tiny encoder through the release path on 60 devfmri scans
+def test_release_checkpoint_writes_folder_facts_rows_and_card(tmp_path, monkeypatch):
+    """`release_checkpoint.py` turns an encoder that came back from the GPU into a released checkpoint: the weights
+    in `checkpoints/<name>`, card rows computed by `evaluate` with every baseline (tangent_fc included), the recipe
+    from `curve.json`, no PENDING, and a card the Hub can parse."""
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassModel
+    from brainmass_hf.data import load_devfmri
+
+    script = _load("release_checkpoint")
+    root = tmp_path / "repo"
+    shutil.copytree(HERE.parent / "model_cards", root / "model_cards")
+    shutil.copytree(HERE.parent / "checkpoints", root / "checkpoints")
+    encoder = tmp_path / "base-drop50-s0-e20"
+    config = BrainMassConfig.from_preset("tiny", num_rois=116, atlas_name="AAL-116")
+    BrainMassModel(config).to(torch.bfloat16).save_pretrained(encoder)
+    BrainMassFeatureExtractor.from_config(config).save_pretrained(encoder)
+    curve = {"steps_per_epoch": 15, "train_seconds": 300, "extra_args": ["--tf32", "true"],
+             "runs": [{"name": "base-drop50-s0"}, {"name": "large-drop50-s0"}],
+             "timing": {"base-drop50-s0": {"seconds_at_save": {"150": 100.0, "300": 201.5}}}}
+    (tmp_path / "curve.json").write_text(json.dumps(curve))
+    cohort = load_devfmri()
+    labels = np.asarray(cohort["label"])
+    few = cohort.select(sorted([*np.flatnonzero(labels == labels[0])[:30], *np.flatnonzero(labels != labels[0])[:30]]))
+    monkeypatch.setattr(script, "cohorts", lambda abide, repeats: [
+        (script.DEVFMRI, few, {"protocols": "paper", "n_repeats": repeats, "seed": 0, "show_progress": False})])
+    assert script.main(["--encoder", str(encoder), "--name", "brainmass-base-aal116", "--curve",
+                        str(tmp_path / "curve.json"), "--device", "one test GPU", "--repeats", "3",
+                        "--repo-root", str(root), "--work", str(tmp_path / "work")]) == 0
+    facts = json.loads((root / "model_cards" / "brainmass-base-aal116.json").read_text())
+    (row,) = facts["results"]["rows"]
+    assert set(row) >= {"BrainMass (this file)", "raw FC", "tangent_fc", "random init", "paired Δ vs tangent_fc"}
+    assert "--num_train_epochs 20 " in facts["recipe"] and "300 steps, 202 s" in facts["recipe"]
+    assert "weights" not in facts and "one test GPU" in facts["recipe"]
+    folder = root / "checkpoints" / "brainmass-base-aal116"
+    assert BrainMassModel.from_pretrained(folder).dtype == torch.bfloat16
+    card = ModelCard.load(folder / "README.md")
+    assert "PENDING" not in card.text and card.data.eval_results
+    assert (root / "model_cards" / "brainmass-base-aal116.md").read_text() == (folder / "README.md").read_text()

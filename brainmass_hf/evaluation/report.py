@@ -100,7 +100,7 @@ def roc_curve_data(result: ProtocolResult, num_points: int = 101) -> dict[str, A
     }
 
 
-def _verdict_word(stats: dict[str, float]) -> str:
+def verdict_word(stats: dict[str, float]) -> str:
     """"above" / "below" when the paired mean difference is more than two standard errors from 0 (about a 95 %
     interval for ten or more splits), else "level with"; with fewer than 3 paired splits there is no spread to
     judge, and the word says so."""
@@ -172,7 +172,7 @@ class EvaluationReport:
                     continue
                 diff = paired_difference(model.splits, other.splits, metric)
                 parts.append(
-                    f"{_verdict_word(diff)} {baseline} ({format_mean_std(other.summary.get(metric), digits)}; "
+                    f"{verdict_word(diff)} {baseline} ({format_mean_std(other.summary.get(metric), digits)}; "
                     f"paired difference {format_mean_std(diff, digits, signed=True)} over {diff['n']} splits)"
                 )
             label = _METRIC_HEADER.get(metric, metric)
