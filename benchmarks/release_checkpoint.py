@@ -18,7 +18,9 @@ Steps, each through the package's own path:
    above, level with or below each baseline;
 4. ``brainmass release`` renders the card and completes the folder (code, auto_map, pipeline).
 
-``--repeats``/``--no-abide`` make a quick run (the smoke test uses them); a release uses the defaults.
+``--repeats``/``--no-abide`` make a quick run (the smoke test uses them); a release uses the defaults. Without
+``--curve``, with ``--encoder`` the checkpoint folder itself, it re-evaluates a released checkpoint and keeps its
+recipe (how the small card got its tangent_fc column).
 """
 
 from __future__ import annotations
@@ -105,22 +107,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--encoder", required=True, type=Path, help="an encoder folder from `gpu_pretrain.py unpack`")
     p.add_argument("--name", required=True, help="model_cards/<name>.json (e.g. brainmass-base-aal116)")
-    p.add_argument("--curve", required=True, type=Path, help="curve.json from the GPU call's logs.tar.gz")
+    p.add_argument("--curve", type=Path, default=None,
+                   help="curve.json from the GPU call's logs.tar.gz (without it the facts' recipe is kept: a re-evaluation)")
     p.add_argument("--run", default=None, help="the run's name in curve.json (default: the encoder's, less -eN)")
-    p.add_argument("--device", required=True, help="the GPU, in words, e.g. 'one NVIDIA H100 80GB'")
+    p.add_argument("--device", default=None, help="the GPU, in words, e.g. 'one NVIDIA H100 80GB' (with --curve)")
     p.add_argument("--abide", type=Path, default=ROOT.parent / "shared" / "data" / "abide1_aal116")
     p.add_argument("--no-abide", action="store_true", help="devfmri only (a quick check, not a release)")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--repo-root", type=Path, default=ROOT, help="where model_cards/ and checkpoints/ are")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "release")
     a = p.parse_args(argv)
+    if a.curve is not None and a.device is None:
+        p.error("--curve needs --device (the GPU the run trained on)")
     from brainmass_hf.evaluation import card_rows, evaluate
     from brainmass_hf.hub import write_release_cards
 
     facts_path = a.repo_root / "model_cards" / f"{a.name}.json"
     facts = json.loads(facts_path.read_text())
     folder = a.repo_root / facts["checkpoint"]
-    copy_encoder(a.encoder, folder)
+    if a.encoder.resolve() != folder.resolve():
+        copy_encoder(a.encoder, folder)
     rows, seconds, said = [], {}, []
     for cohort, data, kwargs in cohorts(None if a.no_abide else a.abide, a.repeats):
         started = time.time()
@@ -129,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds[cohort] = time.time() - started
         rows += card_rows(report.to_dict(), cohort)
         said.append(verdicts(report.to_dict(), cohort))
-    run = a.run or a.encoder.name.rsplit("-e", 1)[0]
-    facts["recipe"], epoch = recipe(facts["preset"], run, json.loads(a.curve.read_text()), a.device)
+    trained = ""
+    if a.curve is not None:
+        run = a.run or a.encoder.name.rsplit("-e", 1)[0]
+        facts["recipe"], epoch = recipe(facts["preset"], run, json.loads(a.curve.read_text()), a.device)
+        trained = f"Pretrained for {epoch} of the paper's 2000 epochs. "
     import torch
 
     facts["results"] = {
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "AUC mean ± std over splits, paired differences over the same splits. **Transductive:** the encoder was "
             "pretrained (without labels) on these same scans. Baselines on the same views: raw FC, tangent_fc "
             "(tangent-space FC + logistic regression, fitted on each training split; Dadi et al. 2019) and random "
-            f"init. Pretrained for {epoch} of the paper's 2000 epochs. " + " ".join(said)
+            "init. " + trained + " ".join(said)
         ),
         "rows": rows,
         "machine": (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
