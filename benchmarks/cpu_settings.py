@@ -35,24 +35,13 @@ for _path in (_HERE.parent, _HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from benchmark_pretraining import (  # noqa: E402
-    flops_per_scan, interleaved_medians, json_line, machine_info, make_inputs, sdpa_kernel_report, train_step,
-    write_reports,
-)
+from harness import cpu_flags, interleaved_medians, json_line, machine_info, write_reports  # noqa: E402
+from sdpa_report import sdpa_kernel_report  # noqa: E402
+from step import flops_per_scan, make_inputs, train_step  # noqa: E402
 from brainmass_hf import BrainMassConfig, BrainMassForPreTraining  # noqa: E402
 
 # attention variant → (config._attn_implementation, attention_probs_dropout_prob or None for the config's)
 ATTENTION_VARIANTS = {"sdpa": ("sdpa", None), "sdpa_no_attn_dropout": ("sdpa", 0.0), "eager": ("eager", None)}
-
-
-def cpu_flags() -> list[str]:
-    """The bf16/AMX-related flags of this CPU (empty when /proc/cpuinfo is absent)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in flags if f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8", "avx512_fp16")]
 
 
 def build(preset: str, attention: str, num_rois: int, seed: int) -> BrainMassForPreTraining:
