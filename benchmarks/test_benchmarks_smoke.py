@@ -238,3 +238,23 @@ def test_gpu_pretrain_tiny_end_to_end(tmp_path):
     for key, value in online.state_dict().items():
         torch.testing.assert_close(encoder.state_dict()[key], value, rtol=0, atol=0)
     assert load_file(tmp_path / "back" / "t-e2" / "model.safetensors")  # a plain safetensors file
+
+
+def test_feature_throughput_reports_every_variant_beside_a_bound_of_the_same_products(tmp_path):
+    bench = _load("feature_throughput")
+    rows = bench.main(["--presets", "tiny", "--modes", "eager", "--batch-size", "4", "--num-rois", "20",
+                       "--timepoints", "40", "--repeats", "1", "--warmup", "0",
+                       "--json", str(tmp_path / "t.json"), "--md", str(tmp_path / "t.md")])
+    assert {(r["precision"], r["compiled"]) for r in rows} == {("fp32", False), ("bf16", False)}
+    assert all(r["scans_per_s"] > 0 and r["bound_scans_per_s"] > 0 and r["bound_over_achieved"] > 0 for r in rows)
+    assert "bound ÷ achieved" in (tmp_path / "t.md").read_text()
+    # the bound runs exactly the forward's counted FLOPs: the products-only program counts the same
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from brainmass_hf import BrainMassConfig, BrainMassModel
+
+    config = BrainMassConfig.from_preset("tiny", num_rois=20)
+    per_scan = bench.forward_flops_per_scan(BrainMassModel(config))
+    with FlopCounterMode(display=False) as counter:
+        bench.products_only(config, 4, torch.float32)()
+    assert counter.get_total_flops() == pytest.approx(4 * per_scan, rel=1e-6)
