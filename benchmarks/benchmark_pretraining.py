@@ -24,7 +24,8 @@ Modes and options beyond the default step (README.md has the details):
   ``reference_step.py`` (nilearn FC per scan, ``nn.TransformerEncoderLayer`` stack, Python loops), timed interleaved
   in this process; one JSON line per case with both scans/s and the ratio; ``--profile`` adds a profiler table.
 * ``--sdpa-report``: the SDPA backend picked, and each forced backend's ms, for head dims 20/10/5 at R = 100.
-* ``--gradient-checkpointing``, ``--fused-adamw``, ``--compile``: the GPU levers (``gpu_run.sh`` runs them).
+* ``--gradient-checkpointing``, ``--compile``: the GPU levers (``gpu_run.sh`` runs them); ``--no-fused-adamw``: torch's
+  foreach AdamW instead of the fused one ``brainmass pretrain`` uses.
 
 Examples::
 
@@ -57,7 +58,7 @@ from harness import RssSampler, fmt_number, is_oom, json_line, machine_info, syn
 from sdpa_report import sdpa_kernel_report  # noqa: E402
 from step import (  # noqa: E402
     ANCHOR, ANCHOR_DEVICE, DEFAULT_BATCH_SIZES, GFLOPS_PER_SCAN, PRECISIONS, build_model, checkpointing_on,
-    flops_per_scan, make_inputs, train_step,
+    flops_per_scan, make_inputs, make_optimizer, train_step,
 )
 from step_vs_reference import reference_table, run_reference_case  # noqa: E402
 
@@ -86,8 +87,7 @@ def run_config(preset: str, batch: int, precision: str, inputs_kind: str, args, 
         result["gradient_checkpointing"] = checkpointing_on(model)
         result["parameters"] = sum(p.numel() for p in model.parameters())
         result["attn_implementation"] = config._attn_implementation
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=5e-5, fused=args.fused_adamw or None)
+        optimizer = make_optimizer(model, args.fused_adamw)
         if precision == "fp16":
             scaler = torch.amp.GradScaler(device.type)
         inputs = make_inputs(inputs_kind, batch, args.num_rois, args.timepoints, config.fc_kind,
@@ -263,7 +263,8 @@ def parse_args(argv=None):
                         "fp16 (autocast + GradScaler)")
     p.add_argument("--inputs", default="fc", help="fc, time_series, or both as a comma list (default fc)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time is in warm-up)")
-    p.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) (CUDA); default foreach")
+    p.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
+                   help="our AdamW fused (default: what `brainmass pretrain` runs) or, with --no-fused-adamw, foreach")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each encoder layer in backward (less activation memory; for large at batch 256)")
     p.add_argument("--reference", action="store_true",

@@ -55,6 +55,14 @@ def make_inputs(kind: str, batch: int, num_rois: int, num_timepoints: int, fc_ki
     return {"connectivity_view1": views[0].to(device), "connectivity_view2": views[1].to(device)}
 
 
+def make_optimizer(model: torch.nn.Module, fused: bool = True) -> torch.optim.AdamW:
+    """The authors' AdamW (lr 3e-4, weight decay 5e-5) over the trainable parameters. ``fused=True`` (default) is
+    what ``brainmass pretrain`` runs (transformers' default ``optim="adamw_torch_fused"``): one kernel per
+    parameter group, on the CPU too; ``False`` gives torch's default foreach implementation."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=3e-4, weight_decay=5e-5, **({"fused": True} if fused else {}))
+
+
 def train_step(model, step_model, optimizer, inputs: dict, device: torch.device, precision: str, scaler=None):
     """One pretraining step of ours: forward (``step_model``, maybe compiled) under ``precision`` → backward →
     optimizer step (through ``scaler`` for fp16) → ``model.update_target()`` (EMA). Returns the loss tensor."""

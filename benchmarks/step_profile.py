@@ -24,6 +24,7 @@ import torch
 from torch.autograd.profiler import record_function
 
 from harness import autocast, json_line, load_average, machine_info, write_reports
+from step import make_optimizer
 from step_vs_reference import random_rows
 from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassForPreTraining
 from brainmass_hf.data_collator import DataCollatorForPseudoFC
@@ -66,8 +67,7 @@ def build(args):
     config = BrainMassConfig.from_preset(args.preset, num_rois=args.num_rois)
     torch.manual_seed(args.seed)
     model = BrainMassForPreTraining(config).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4, weight_decay=5e-5,
-                                  fused=args.fused_adamw or None)
+    optimizer = make_optimizer(model, args.fused_adamw)
     collator = DataCollatorForPseudoFC(BrainMassFeatureExtractor.from_config(config))
     return model, optimizer, collator, random_rows(args.batch_size, args.timepoints, args.num_rois, args.seed)
 
@@ -143,7 +143,8 @@ def main(argv=None) -> dict:
     p.add_argument("--num-rois", type=int, default=100)
     p.add_argument("--timepoints", type=int, default=168)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--fused-adamw", action="store_true")
+    p.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
+                   help="fused AdamW (default, as `brainmass pretrain`) or foreach (--no-fused-adamw)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--top", type=int, default=20)

@@ -13,7 +13,7 @@ import torch
 from harness import autocast as _autocast
 from harness import device_name, fmt_number as _fmt, interleaved_medians, is_oom, profile_step
 from reference_step import ReferencePreTraining, reference_step
-from step import build_model, flops_per_scan, random_scans, train_step
+from step import build_model, flops_per_scan, make_optimizer, random_scans, train_step
 from brainmass_hf import BrainMassFeatureExtractor
 from brainmass_hf.data_collator import DataCollatorForPseudoFC
 
@@ -34,12 +34,11 @@ def run_reference_case(preset: str, batch: int, precision: str, args, device: to
     try:
         torch.manual_seed(args.seed)
         model = build_model(preset, args, device)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4,
-                                      weight_decay=5e-5, fused=args.fused_adamw or None)
+        optimizer = make_optimizer(model, args.fused_adamw)
         step_model = torch.compile(model) if args.compile else model
         collator = DataCollatorForPseudoFC(BrainMassFeatureExtractor.from_config(model.config))
         reference = ReferencePreTraining(model.config).to(device).train()
-        ref_optimizer = torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=3e-4,
+        ref_optimizer = torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=3e-4,  # foreach
                                           weight_decay=5e-5)
         rows = random_rows(batch, args.timepoints, args.num_rois, args.seed)
         scans = [row["time_series"] for row in rows]

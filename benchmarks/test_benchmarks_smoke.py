@@ -258,3 +258,25 @@ def test_feature_throughput_reports_every_variant_beside_a_bound_of_the_same_pro
     with FlopCounterMode(display=False) as counter:
         bench.products_only(config, 4, torch.float32)()
     assert counter.get_total_flops() == pytest.approx(4 * per_scan, rel=1e-6)
+
+
+def test_step_profile_reports_every_phase_and_the_forward_parts(tmp_path):
+    bench = _load("step_profile")
+    payload = bench.main(["--preset", "tiny", "--batch-size", "4", "--num-rois", "20", "--timepoints", "40",
+                          "--steps", "1", "--warmup", "0", "--top", "5", "--json", str(tmp_path / "s.json"),
+                          "--md", str(tmp_path / "s.md")])
+    assert set(payload["phases_s"]) == set(bench.PHASES) and all(v >= 0 for v in payload["phases_s"].values())
+    parts = {p["part"] for p in payload["parts"]}
+    assert {"forward", "backward", "optimizer", "ema", "fwd: attention", "fwd: feed-forward"} <= parts
+    assert len(payload["ops"]) == 5 and all(o["op"].startswith("aten::") for o in payload["ops"])
+    assert "| **step** |" in (tmp_path / "s.md").read_text()
+
+
+@pytest.mark.slow  # loads the bundled cohort and runs 116 ROIs x 2 splits of permutation importance
+def test_explain_agreement_compares_both_rankings_on_the_same_splits(tmp_path):
+    bench = _load("explain_agreement")
+    result = bench.main(["--splits", "2", "--permutations", "1", "--top", "5", "--scans", "8",
+                         "--json", str(tmp_path / "a.json"), "--md", str(tmp_path / "a.md")])
+    assert -1.0 <= result["spearman_all"] <= 1.0 and 0 <= result["top5_overlap"] <= 5
+    assert len(result["old_top"]) == len(result["new_top"]) == 5
+    assert "Spearman" in (tmp_path / "a.md").read_text()
