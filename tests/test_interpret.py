@@ -189,6 +189,7 @@ def test_probe_gradient_importance_finds_the_planted_regions_and_edge(classifier
     assert result.importance.shape == (3, R) and result.baseline_auc.min() > 0.9
     assert set(np.argsort(-result.mean)[:2].tolist()) == {A, B}
     assert top_edges(result.edges, 1)[0][:2] == (A, B)
+    assert all(p.requires_grad for p in fine_tuned.parameters())  # weights frozen only during the backward passes
 
 
 def test_probe_gradient_importance_is_the_gradient_of_the_held_out_decision_score(planted, fine_tuned):

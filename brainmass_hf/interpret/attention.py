@@ -82,10 +82,16 @@ def attention_rollout(attentions: np.ndarray, residual: float = 0.5) -> np.ndarr
     Returns:
         ``(..., R, R)``; rows sum to one. With one layer and ``residual=0`` it is that layer's head-mean attention.
     """
+    attentions = np.asarray(attentions, dtype=np.float64)
+    return compose_layers(attentions.mean(axis=-3) if attentions.ndim >= 4 else attentions, residual)
+
+
+def compose_layers(layers: np.ndarray, residual: float = 0.5) -> np.ndarray:
+    """The rollout of head-averaged attention ``(..., num_layers, R, R)`` → ``(..., R, R)``: each layer mixed with
+    the identity (``residual``) and renormalised, then composed last layer first (:func:`attention_rollout`)."""
     if not 0.0 <= residual < 1.0:
         raise ValueError(f"residual must be in [0, 1); got {residual}.")
-    attentions = np.asarray(attentions, dtype=np.float64)
-    layers = attentions.mean(axis=-3) if attentions.ndim >= 4 else attentions
+    layers = np.asarray(layers, dtype=np.float64)
     eye = np.eye(layers.shape[-1])
     rollout = None
     for layer in np.moveaxis(layers, -3, 0):

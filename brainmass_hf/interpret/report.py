@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ..atlases import roi_table
-from .attention import attention_received, attention_rollout, encoder_passes_with_attention
+from .attention import attention_received, compose_layers, encoder_passes_with_attention
 from .attribution import (
     edge_attributions,
     encoder_feature_function,
@@ -75,7 +75,9 @@ def _features_and_rollout(model: torch.nn.Module, fc: np.ndarray, residual: floa
     features, rollout = [], []
     for outputs in encoder_passes_with_attention(model, fc, batch_size):
         features.append(outputs.pooler_output.float().cpu().numpy())
-        rollout.append(attention_rollout(torch.stack(outputs.attentions, dim=1).float().cpu().numpy(), residual))
+        # the head mean in torch first: a quarter of the maps (small) to convert and compose in float64
+        layers = torch.stack(outputs.attentions, dim=1).float().mean(dim=2)
+        rollout.append(compose_layers(layers.cpu().numpy(), residual))
     return np.concatenate(features), np.concatenate(rollout)
 
 
