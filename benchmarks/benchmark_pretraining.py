@@ -223,7 +223,8 @@ def header(info: dict, args) -> str:
     if args.reference:
         lines += [
             "* --reference: both steps from the same raw scans (synthetic, shared latent signals + noise). Ours: "
-            "`DataCollatorForPseudoFC` (default placement) + `BrainMassForPreTraining` + AdamW + `update_target()`. "
+            "`DataCollatorForPseudoFC` (default placement) + `BrainMassForPreTraining` + AdamW ("
+            f"{'fused, as `brainmass pretrain`' if args.fused_adamw else 'foreach'}) + `update_target()`. "
             "Reference (`reference_step.py`): numpy drop + nilearn `ConnectivityMeasure` per scan and view, "
             "`nn.TransformerEncoderLayer` stack, Python loops over scans for masking / masked-ROI heads / losses, "
             "AdamW, EMA as a loop over parameters",

@@ -267,7 +267,8 @@ def test_step_profile_reports_every_phase_and_the_forward_parts(tmp_path):
                           "--md", str(tmp_path / "s.md")])
     assert set(payload["phases_s"]) == set(bench.PHASES) and all(v >= 0 for v in payload["phases_s"].values())
     parts = {p["part"] for p in payload["parts"]}
-    assert {"forward", "backward", "optimizer", "ema", "fwd: attention", "fwd: feed-forward"} <= parts
+    assert {"forward", "backward", "optimizer", "ema", "fwd: attention", "fwd: feed-forward",
+            "fwd: FC and pFC views"} <= parts
     assert len(payload["ops"]) == 5 and all(o["op"].startswith("aten::") for o in payload["ops"])
     assert "| **step** |" in (tmp_path / "s.md").read_text()
 
