@@ -336,7 +336,7 @@ def explain(
     if encoder_method not in ENCODER_METHODS:
         raise ValueError(f"encoder_method must be one of {ENCODER_METHODS}; got {encoder_method!r}.")
     stages = tqdm(total=6, desc="explain", disable=not show_progress)
-    stages.set_postfix_str("FC of every scan")
+    stages.set_postfix_str("model, cohort and FC of every scan")
     cohort = _load_cohort(model, data, label_column, atlas_name, device)
     model, fc, codes, class_names, names = (cohort.model, cohort.fc, cohort.codes, cohort.class_names,
                                             cohort.table["name"].tolist())
