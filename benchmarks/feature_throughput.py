@@ -26,7 +26,9 @@ import time
 
 import torch
 
-from harness import PRECISION_DTYPES, autocast, interleaved_medians, json_line, load_average, machine_info, write_reports
+from harness import (
+    PRECISION_DTYPES, autocast, interleaved_medians, json_line, load_average, machine_info, write_reports,
+)
 from step import random_scans
 from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassModel
 
@@ -134,7 +136,8 @@ def markdown(info: dict, rows: list[dict], args, load_end) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['precision']} | {'compile' if r['compiled'] else 'eager'} | {r['scans_per_s']:.1f} | "
+            f"| {r['preset']} | {r['precision']} | {'compile' if r['compiled'] else 'eager'} | "
+            f"{r['scans_per_s']:.1f} | "
             f"{r['gflops_per_scan']:.2f} | {r['achieved_gflops']:.0f} | {r['gemm_gflops']:.0f} | "
             f"{r['bound_scans_per_s']:.1f} | {r['bound_over_achieved']:.2f}× | "
             + (f"{r['compile_s']:.0f}" if r["compile_s"] is not None else "–") + " |"

@@ -26,7 +26,8 @@ for _path in (_HERE.parent, _HERE):
         sys.path.insert(0, str(_path))
 
 __all__ = [
-    "PRECISION_DTYPES", "PeakMemory", "RssSampler", "autocast", "cpu_flags", "cpu_model", "device_name", "fmt_number", "is_oom",
+    "PRECISION_DTYPES", "PeakMemory", "RssSampler", "autocast", "cpu_flags", "cpu_model", "device_name", "fmt_number",
+    "is_oom",
     "json_line", "load_average", "machine_info", "interleaved_medians", "profile_step", "sync", "timed",
     "write_reports",
 ]

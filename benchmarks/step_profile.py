@@ -35,7 +35,8 @@ PHASES = ("collation", "forward", "backward", "optimizer", "ema")
 # module class name → forward label (the modules the encoder and heads are made of)
 MODULE_LABELS = {"BrainMassSelfAttention": "fwd: attention", "BrainMassFeedForward": "fwd: feed-forward",
                  "LayerNorm": "fwd: layer norm", "BrainMassReadout": "fwd: readout",
-                 "BrainMassMLPHead": "fwd: projection / predictor heads", "BrainMassMaskedRoiHead": "fwd: masked-ROI heads"}
+                 "BrainMassMLPHead": "fwd: projection / predictor heads",
+                 "BrainMassMaskedRoiHead": "fwd: masked-ROI heads"}
 
 
 def label_modules(model: torch.nn.Module) -> list:
