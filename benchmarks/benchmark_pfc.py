@@ -39,9 +39,8 @@ for _path in (_HERE.parent, _HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from benchmark_pretraining import (  # noqa: E402
-    device_name, interleaved_medians, json_line, machine_info, random_rows, write_reports,
-)
+from harness import device_name, interleaved_medians, json_line, machine_info, write_reports  # noqa: E402
+from step_vs_reference import random_rows  # noqa: E402
 from brainmass_hf import BrainMassFeatureExtractor  # noqa: E402
 from brainmass_hf.connectivity import (  # noqa: E402
     connectivity_view, connectivity_views, functional_connectivity, pad_time_series,

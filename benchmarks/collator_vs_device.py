@@ -26,13 +26,8 @@ Example::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,38 +41,14 @@ from brainmass_hf import BrainMassConfig, BrainMassFeatureExtractor, BrainMassFo
 from brainmass_hf.data_collator import DataCollatorForPseudoFC  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_pretraining import write_reports  # noqa: E402
-
-
-def _cpu_model() -> str:
-    """CPU model name and its bf16 matrix extensions (AMX / AVX512-BF16), from /proc/cpuinfo when present."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    extras = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return name + (f" ({', '.join(extras)})" if extras else "")
+import harness  # noqa: E402
+from harness import write_reports  # noqa: E402
 
 
 def machine_info(devices: list[torch.device]) -> dict:
-    info = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "devices": [str(d) for d in devices],
-    }
-    if any(d.type == "cuda" for d in devices):
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = props.name
-        info["cuda"] = torch.version.cuda
+    """The harness's machine description (of the first device) with every device this run times."""
+    info = harness.machine_info(devices[0])
+    info["devices"] = [str(d) for d in devices]
     return info
 
 
@@ -104,28 +75,10 @@ def load_rows(batch: int, num_timepoints: int, num_rois: int, seed: int, source:
     return rows, f"random normal ({batch}×{num_timepoints}×{num_rois})"
 
 
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn, repeats: int, warmup: int, device: torch.device | None = None) -> tuple[float, list[float], object]:
-    """Median ms of ``fn()`` over ``repeats`` calls (after ``warmup``), all times, and the last output."""
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    if device is not None:
-        _sync(device)
-    times = []
-    for _ in range(repeats):
-        if device is not None:
-            _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        if device is not None:
-            _sync(device)
-        times.append(1000.0 * (time.perf_counter() - t0))
-    return statistics.median(times), times, out
+    """Median ms of ``fn()`` over ``repeats`` calls (after ``warmup``), all times in ms, and the last output."""
+    median, times, out = harness.timed(fn, repeats, warmup, device)
+    return 1000.0 * median, [1000.0 * t for t in times], out
 
 
 def _to(batch: dict, device: torch.device) -> dict:

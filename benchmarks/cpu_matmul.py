@@ -25,7 +25,7 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
-from benchmark_pretraining import json_line, machine_info, write_reports  # noqa: E402
+from harness import json_line, machine_info, write_reports  # noqa: E402
 
 # (rows, inner, cols): FFN up / down, the fused q-k-v projection, the attention output projection
 SHAPES = {"ffn_in": (6528, 100, 1024), "ffn_out": (6528, 1024, 100), "qkv": (6528, 100, 300), "attn_out": (6528, 100, 100)}

@@ -35,24 +35,13 @@ for _path in (_HERE.parent, _HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from benchmark_pretraining import (  # noqa: E402
-    flops_per_scan, interleaved_medians, json_line, machine_info, make_inputs, sdpa_kernel_report, train_step,
-    write_reports,
-)
+from harness import cpu_flags, interleaved_medians, json_line, machine_info, write_reports  # noqa: E402
+from sdpa_report import sdpa_kernel_report  # noqa: E402
+from step import flops_per_scan, make_inputs, make_optimizer, train_step  # noqa: E402
 from brainmass_hf import BrainMassConfig, BrainMassForPreTraining  # noqa: E402
 
 # attention variant → (config._attn_implementation, attention_probs_dropout_prob or None for the config's)
 ATTENTION_VARIANTS = {"sdpa": ("sdpa", None), "sdpa_no_attn_dropout": ("sdpa", 0.0), "eager": ("eager", None)}
-
-
-def cpu_flags() -> list[str]:
-    """The bf16/AMX-related flags of this CPU (empty when /proc/cpuinfo is absent)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in flags if f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8", "avx512_fp16")]
 
 
 def build(preset: str, attention: str, num_rois: int, seed: int) -> BrainMassForPreTraining:
@@ -66,17 +55,13 @@ def build(preset: str, attention: str, num_rois: int, seed: int) -> BrainMassFor
     return BrainMassForPreTraining(config).train()
 
 
-def _optimizer(model):
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4, weight_decay=5e-5)
-
-
 def bf16_check(model: BrainMassForPreTraining, inputs: dict, steps: int, seed: int) -> dict:
     """Losses of ``steps`` training steps from the same weights, inputs and seeds under fp32 and bf16 autocast."""
     device = torch.device("cpu")
     losses = {}
     for precision in ("fp32", "bf16"):
         m = copy.deepcopy(model)
-        opt = _optimizer(m)
+        opt = make_optimizer(m)
         torch.manual_seed(seed)
         losses[precision] = [float(train_step(m, m, opt, inputs, device, precision).detach()) for _ in range(steps)]
     rel = [abs(b - a) / abs(a) for a, b in zip(losses["fp32"], losses["bf16"])]
@@ -122,7 +107,7 @@ def main(argv=None) -> dict:
 
     # the main attention variant is compared across threads; the others at the first thread count
     variants = {}
-    optimizers = {a: _optimizer(m) for a, m in models.items()}
+    optimizers = {a: make_optimizer(m) for a, m in models.items()}
     for a in attentions:
         for precision in ("fp32", "bf16"):
             for t in threads if a == attentions[0] else threads[:1]:

@@ -346,3 +346,46 @@ def test_release_checkpoint_writes_folder_facts_rows_and_card(tmp_path, monkeypa
     card = ModelCard.load(folder / "README.md")
     assert "PENDING" not in card.text and card.data.eval_results
     assert (root / "model_cards" / "brainmass-base-aal116.md").read_text() == (folder / "README.md").read_text()
+
+
+def test_feature_throughput_reports_every_variant_beside_a_bound_of_the_same_products(tmp_path):
+    bench = _load("feature_throughput")
+    rows = bench.main(["--presets", "tiny", "--modes", "eager", "--batch-size", "4", "--num-rois", "20",
+                       "--timepoints", "40", "--repeats", "1", "--warmup", "0",
+                       "--json", str(tmp_path / "t.json"), "--md", str(tmp_path / "t.md")])
+    assert {(r["precision"], r["compiled"]) for r in rows} == {("fp32", False), ("bf16", False)}
+    assert all(r["scans_per_s"] > 0 and r["bound_scans_per_s"] > 0 and r["bound_over_achieved"] > 0 for r in rows)
+    assert "bound ÷ achieved" in (tmp_path / "t.md").read_text()
+    # the bound runs exactly the forward's counted FLOPs: the products-only program counts the same
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from brainmass_hf import BrainMassConfig, BrainMassModel
+
+    config = BrainMassConfig.from_preset("tiny", num_rois=20)
+    per_scan = bench.forward_flops_per_scan(BrainMassModel(config))
+    with FlopCounterMode(display=False) as counter:
+        bench.products_only(config, 4, torch.float32)()
+    assert counter.get_total_flops() == pytest.approx(4 * per_scan, rel=1e-6)
+
+
+def test_step_profile_reports_every_phase_and_the_forward_parts(tmp_path):
+    bench = _load("step_profile")
+    payload = bench.main(["--preset", "tiny", "--batch-size", "4", "--num-rois", "20", "--timepoints", "40",
+                          "--steps", "1", "--warmup", "0", "--top", "5", "--json", str(tmp_path / "s.json"),
+                          "--md", str(tmp_path / "s.md")])
+    assert set(payload["phases_s"]) == set(bench.PHASES) and all(v >= 0 for v in payload["phases_s"].values())
+    parts = {p["part"] for p in payload["parts"]}
+    assert {"forward", "backward", "optimizer", "ema", "fwd: attention", "fwd: feed-forward",
+            "fwd: FC and pFC views"} <= parts
+    assert len(payload["ops"]) == 5 and all(o["op"].startswith("aten::") for o in payload["ops"])
+    assert "| **step** |" in (tmp_path / "s.md").read_text()
+
+
+@pytest.mark.slow  # loads the bundled cohort and runs 116 ROIs x 2 splits of permutation importance
+def test_explain_agreement_compares_both_rankings_on_the_same_splits(tmp_path):
+    bench = _load("explain_agreement")
+    result = bench.main(["--splits", "2", "--permutations", "1", "--top", "5", "--scans", "8",
+                         "--json", str(tmp_path / "a.json"), "--md", str(tmp_path / "a.md")])
+    assert -1.0 <= result["spearman_all"] <= 1.0 and 0 <= result["top5_overlap"] <= 5
+    assert len(result["old_top"]) == len(result["new_top"]) == 5
+    assert "Spearman" in (tmp_path / "a.md").read_text()

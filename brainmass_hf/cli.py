@@ -574,8 +574,13 @@ def _explain(argv):
     add_output_dir(p, "output folder", default="brainmass_explain")
     add_option(p, "--atlas-name", old=("--atlas",), default=None, metavar="NAME",
                help="atlas whose ROI table gives names/coordinates (default: the checkpoint's atlas_name)")
-    p.add_argument("--n-splits", type=int, default=5, help="splits for permutation importance (encoders)")
-    p.add_argument("--n-permutations", type=int, default=3, help="permutations per ROI and split")
+    add_option(p, "--atlas-image", default=None, metavar="PATH",
+               help="the atlas's 3D label image (.nii/.nii.gz): also write roi_importance.nii.gz in its space")
+    add_option(p, "--encoder-method", default="gradient", choices=["gradient", "permutation"],
+               help="encoders: gradient x input of the SVM score (default, one backward pass per held-out scan) "
+                    "or permutation importance (R times the encoder passes)")
+    p.add_argument("--n-splits", type=int, default=5, help="splits of the frozen features + SVM (encoders)")
+    p.add_argument("--n-permutations", type=int, default=3, help="with --encoder-method permutation: per ROI and split")
     p.add_argument("--n-group-permutations", type=int, default=5000, help="label permutations of the class test")
     p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps (classifiers)")
     p.add_argument("--top-k", type=int, default=10)
@@ -585,7 +590,8 @@ def _explain(argv):
     check_output_folder(a.output_dir, "--output-dir")
     result = explain(
         checked_model_path(a.model, "--model"), load_data(a.data, a.orientation), label_column=a.label_column,
-        out_dir=a.output_dir, atlas_name=a.atlas_name, n_splits=a.n_splits,
+        out_dir=a.output_dir, atlas_name=a.atlas_name, atlas_image=a.atlas_image, encoder_method=a.encoder_method,
+        n_splits=a.n_splits,
         n_permutations=a.n_permutations, n_group_permutations=a.n_group_permutations, ig_steps=a.ig_steps,
         top_k=a.top_k, seed=a.seed, device=a.device,
     )

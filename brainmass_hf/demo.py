@@ -11,9 +11,9 @@ table and writes a report folder:
   (one scan's FC, two pFC views and their difference), ``few_shot.png`` when few-shot runs;
 * ``encoder/``: the pretrained encoder + feature extractor, loadable with ``AutoModel.from_pretrained``;
 * ``interpretation/``: which regions drive the child/adult decision (:func:`brainmass_hf.interpret.explain`:
-  ROI permutation importance for frozen features + SVM, a label-permutation test with FDR per region, glass-brain,
-  top-region, FC and attention-rollout figures, CSV tables), linked from a section of ``report.md``. Off with
-  ``--no-explain``; skipped by ``--fast`` unless ``--explain`` is given.
+  gradient × input of the held-out SVM score for frozen features, a label-permutation test with FDR per region,
+  glass-brain, top-region, FC and attention-rollout figures, CSV tables), linked from a section of ``report.md``.
+  Off with ``--no-explain``; skipped by ``--fast`` unless ``--explain`` is given.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ class DemoSettings:
     protocols: tuple[str, ...] = ("paper", "linear_probe")
     seed: int = 0
     fast: bool = False
-    # interpretation section (brainmass_hf.interpret.explain): None = on, except in --fast runs. Its cost is about
-    # R × explain_splits × explain_permutations encoder passes over the held-out scans: with 2 × 1 it adds about
-    # 45 s to the default run on 2 busy CPU cores (1 thread; a third of it is the five figures)
+    # interpretation section (brainmass_hf.interpret.explain): None = on, except in --fast runs. Its cost is one
+    # encoder pass of every scan and one forward + backward pass per held-out scan and split (explain_splits);
+    # explain_permutations is used only with explain's encoder_method="permutation"
     explain: bool | None = None
     explain_splits: int = 2
     explain_permutations: int = 1
@@ -162,7 +162,7 @@ def interpretation_markdown(settings: DemoSettings, encoder, dataset, out: Path)
         )
     from .interpret import interpretation_section
 
-    print(f"\nInterpretation: permutation importance of each ROI ({settings.explain_splits} split(s)) and figures "
+    print(f"\nInterpretation: gradient x input of each ROI ({settings.explain_splits} split(s)) and figures "
           f"into {out / 'interpretation'} (--no-explain skips it)")
     return interpretation_section(
         encoder, dataset, out, label_column=settings.label_column, n_splits=settings.explain_splits,

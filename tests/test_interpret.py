@@ -36,7 +36,10 @@ from brainmass_hf.interpret import (  # noqa: E402
     plot_roi_markers,
     plot_top_edges,
     plot_top_regions,
+    probe_gradient_importance,
+    probe_score_function,
     roi_importance,
+    roi_values_image,
     top_edges,
 )
 from brainmass_hf.modeling_brainmass import BrainMassForConnectomeClassification, BrainMassModel  # noqa: E402
@@ -165,6 +168,51 @@ def test_permutation_importance_finds_the_planted_regions_and_edge(features, pla
     edges = edge_permutation_importance(fc, labels, n_splits=3, n_permutations=3, seed=0, **kwargs)
     assert len(edges.units) == R * (R - 1) // 2
     assert edges.units[int(np.argmax(edges.mean))] == (A, B)
+
+
+@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+def test_probe_score_function_equals_the_fitted_decision_function(classifier):
+    from brainmass_hf.evaluation import make_classifier
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((60, 20))
+    labels = (features[:, 0] + 0.5 * rng.standard_normal(60) > 0).astype(int)
+    probe = make_classifier(classifier).fit(features, labels)
+    torch_score = probe_score_function(probe, torch.float64)(torch.from_numpy(features)).numpy()
+    np.testing.assert_allclose(torch_score, probe.decision_function(features), atol=1e-10)
+
+
+@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+def test_probe_gradient_importance_finds_the_planted_regions_and_edge(classifier, planted, fine_tuned):
+    _, fc, labels = planted
+    result = probe_gradient_importance(fine_tuned.base_model, fc, labels, classifier=classifier, n_splits=3, seed=0)
+    assert result.importance.shape == (3, R) and result.baseline_auc.min() > 0.9
+    assert set(np.argsort(-result.mean)[:2].tolist()) == {A, B}
+    assert top_edges(result.edges, 1)[0][:2] == (A, B)
+    assert all(p.requires_grad for p in fine_tuned.parameters())  # weights frozen only during the backward passes
+
+
+def test_probe_gradient_importance_is_the_gradient_of_the_held_out_decision_score(planted, fine_tuned):
+    """Finite differences on one FC entry of one held-out scan agree with the probe's gradient × input."""
+    from brainmass_hf.evaluation import make_classifier
+
+    _, fc, labels = planted
+    train, test = np.arange(0, 80, 2), np.arange(1, 80, 2)
+    encoder = fine_tuned.base_model
+    features = encoder_feature_function(encoder)(fc)
+    probe = make_classifier("svm").fit(features[train], labels[train])
+    result = probe_gradient_importance(encoder, fc, labels, splits=[(train, test)])
+    scan, eps = fc[test[:1]].astype(np.float64), 1e-3
+    bumped = scan.copy()
+    bumped[0, A, B] += eps
+    bumped[0, B, A] += eps  # an edge is the entry and its mirror
+    slope = (probe.decision_function(encoder_feature_function(encoder)(bumped.astype(np.float32)))
+             - probe.decision_function(encoder_feature_function(encoder)(scan.astype(np.float32)))) / eps
+    from brainmass_hf.interpret.attribution import _encoder_probe_score, _input_gradient
+
+    grad = _input_gradient(_encoder_probe_score(encoder, probe), torch.from_numpy(fc[test[:1]])).numpy()
+    np.testing.assert_allclose(grad[0, A, B] + grad[0, B, A], slope[0], rtol=0.05, atol=1e-3)
+    assert result.importance.shape == (1, R)
 
 
 def test_permutation_importance_rejects_more_than_two_classes(planted):
@@ -365,15 +413,70 @@ def test_interpretation_section_links_files_relative_to_the_report_and_finds_the
 
     ts, _, labels = planted
     encoder = fine_tuned.base_model  # frozen features + SVM path
-    text = interpretation_section(encoder, _planted_dataset(ts, labels), tmp_path, n_splits=2, n_permutations=2,
+    text = interpretation_section(encoder, _planted_dataset(ts, labels), tmp_path, n_splits=2,
                                   n_group_permutations=999, top_k=2, level=2)
     assert text.startswith("## Interpretation")
-    assert "### Top 2 regions" in text and "permutation importance" in text
+    assert "### Top 2 regions" in text and "gradient × input for frozen BrainMass features + SVM" in text
     top = re.findall(r"^\| [12] \| (ROI_\d) \|", text, flags=re.M)
     assert set(top) == {f"ROI_{A}", f"ROI_{B}"}
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert links and all((tmp_path / link).is_file() for link in links)
     assert all(link.startswith("interpretation/") for link in links)
+
+
+def test_explain_with_permutation_importance_finds_the_planted_regions(planted, fine_tuned, tmp_path):
+    ts, _, labels = planted
+    result = explain(fine_tuned.base_model, _planted_dataset(ts, labels), out_dir=tmp_path, encoder_method="permutation",
+                     n_splits=2, n_permutations=1, n_group_permutations=999, top_k=2, show_progress=False)
+    assert set(result.top["index0"]) == {A, B} and "permutation importance" in result.method
+
+
+def _label_atlas(tmp_path, label_values):
+    """A synthetic 3D label image: region ``r`` is the 2-voxel-thick slab ``x = 2r, 2r + 1`` labelled
+    ``label_values[r]``; one background slab of 0 at the end."""
+    import nibabel as nib
+
+    grid = np.zeros((2 * len(label_values) + 2, 3, 4), dtype=np.int16)
+    for r, value in enumerate(label_values):
+        grid[2 * r:2 * r + 2] = value
+    path = tmp_path / "atlas.nii.gz"
+    nib.Nifti1Image(grid, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(str(path))
+    return path, grid
+
+
+def test_roi_values_image_fills_each_region_with_its_value_by_label_value(tmp_path):
+    path, grid = _label_atlas(tmp_path, [30, 10, 20])
+    image = roi_values_image([1.0, 2.0, 3.0], path, label_values=[10, 20, 30])  # column 0 is label 10
+    data = np.asarray(image.dataobj)
+    assert data.shape == grid.shape and np.allclose(image.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert (data[grid == 10] == 1.0).all() and (data[grid == 20] == 2.0).all() and (data[grid == 30] == 3.0).all()
+    assert (data[grid == 0] == 0.0).all()
+    unlabelled = np.asarray(roi_values_image([1.0, 2.0, 3.0], path).dataobj)  # label order: 10, 20, 30
+    np.testing.assert_array_equal(unlabelled, data)
+
+
+def test_roi_values_image_names_missing_labels_and_wrong_region_counts(tmp_path):
+    from brainmass_hf.validation import BrainMassDataError
+
+    path, _ = _label_atlas(tmp_path, [1, 2, 3])
+    with pytest.raises(BrainMassDataError, match=r"label values \[7\] are absent"):
+        roi_values_image([1.0, 2.0, 3.0], path, label_values=[1, 2, 7])
+    with pytest.raises(BrainMassDataError, match="holds 3 regions but the model has 2"):
+        roi_values_image([1.0, 2.0], path)
+
+
+def test_explain_writes_the_roi_importance_as_a_nifti_image_in_the_atlas_space(planted, fine_tuned, tmp_path):
+    import nibabel as nib
+
+    ts, _, labels = planted
+    path, grid = _label_atlas(tmp_path, list(range(1, R + 1)))
+    result = explain(fine_tuned.base_model, _planted_dataset(ts, labels), out_dir=tmp_path / "out", atlas_image=path,
+                     n_splits=2, n_group_permutations=999, top_k=2, show_progress=False)
+    image = nib.load(str(result.files["nifti"]))
+    table = result.table.set_index("index0")
+    for r in range(R):
+        np.testing.assert_allclose(np.asarray(image.dataobj)[grid == r + 1], table.loc[r, "importance"], rtol=1e-6)
+    assert "roi_importance.nii.gz" in (tmp_path / "out" / "explain.md").read_text()
 
 
 def test_saved_checkpoints_load_as_classifier_or_encoder_for_explain(fine_tuned, tmp_path):

@@ -122,6 +122,10 @@ def extract_features(
 ) -> np.ndarray:
     """Frozen BrainMass features of each scan: the readout (`pooler_output`) or the mean hidden state.
 
+    Runs fp32 eager under `torch.inference_mode`: on this project's CPU the fastest end to end for cohorts of up to
+    about a thousand scans, at 1.5× the time of the forward's matrix products alone for small at batch 64
+    (`docs/performance.md`, `benchmarks/feature_throughput.py`; bf16 and `torch.compile` measured beside it).
+
     Args:
         model: a `BrainMassModel` (or any model whose `base_model` is one).
         time_series: one float array `[T_i, R]` per scan; T may vary.

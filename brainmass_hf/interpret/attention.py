@@ -25,6 +25,36 @@ def _as_batch(connectivity: Any, device: torch.device, dtype: torch.dtype) -> to
     return fc.to(device=device, dtype=dtype)
 
 
+def encoder_passes_with_attention(model: torch.nn.Module, connectivity: Any, batch_size: int = 32):
+    """Yield, per batch of ``batch_size`` scans, the encoder's output with ``attentions`` (eval mode, no grad): one
+    pass gives both the features (``pooler_output``) and the maps, so callers needing both run the encoder once.
+
+    Args:
+        model: a ``BrainMassModel`` or a model whose ``base_model`` is one (e.g. the classifier).
+        connectivity: FC ``(N, R, R)`` (or one ``(R, R)``), array or tensor.
+    """
+    # transformers' base_model: the BrainMassModel inside a classifier / pretraining model, or the model itself
+    encoder = model.base_model
+    parameter = next(encoder.parameters())
+    fc = _as_batch(connectivity, parameter.device, parameter.dtype)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, fc.shape[0], batch_size):
+                # output_attentions=True makes every layer take the eager path whatever config._attn_implementation
+                # says (SDPA and flash kernels never materialise the weights)
+                outputs = encoder(connectivity=fc[start:start + batch_size], output_attentions=True)
+                if not outputs.attentions:
+                    raise ValueError(
+                        f"{type(encoder).__name__} returned no attention weights; load it with "
+                        "attn_implementation='eager'."
+                    )
+                yield outputs
+    finally:
+        encoder.train(was_training)
+
+
 def attention_maps(model: torch.nn.Module, connectivity: Any, batch_size: int = 32) -> np.ndarray:
     """Per-layer, per-head attention weights of each scan.
 
@@ -36,28 +66,10 @@ def attention_maps(model: torch.nn.Module, connectivity: Any, batch_size: int = 
         float32 ``(N, num_layers, num_heads, R, R)``; row ``i`` of a map is the distribution of ROI token ``i``'s
         attention over the ROI tokens (each row sums to one).
     """
-    # transformers' base_model: the BrainMassModel inside a classifier / pretraining model, or the model itself
-    encoder = model.base_model
-    parameter = next(encoder.parameters())
-    fc = _as_batch(connectivity, parameter.device, parameter.dtype)
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, fc.shape[0], batch_size):
-                # output_attentions=True makes every layer take the eager path whatever config._attn_implementation
-                # says (SDPA and flash kernels never materialise the weights)
-                attentions = encoder(connectivity=fc[start:start + batch_size], output_attentions=True).attentions
-                if not attentions:
-                    raise ValueError(
-                        f"{type(encoder).__name__} returned no attention weights; load it with "
-                        "attn_implementation='eager'."
-                    )
-                out.append(torch.stack(attentions, dim=1).float().cpu().numpy())
-    finally:
-        encoder.train(was_training)
-    return np.concatenate(out)
+    return np.concatenate([
+        torch.stack(outputs.attentions, dim=1).float().cpu().numpy()
+        for outputs in encoder_passes_with_attention(model, connectivity, batch_size)
+    ])
 
 
 def attention_rollout(attentions: np.ndarray, residual: float = 0.5) -> np.ndarray:
@@ -70,10 +82,16 @@ def attention_rollout(attentions: np.ndarray, residual: float = 0.5) -> np.ndarr
     Returns:
         ``(..., R, R)``; rows sum to one. With one layer and ``residual=0`` it is that layer's head-mean attention.
     """
+    attentions = np.asarray(attentions, dtype=np.float64)
+    return compose_layers(attentions.mean(axis=-3) if attentions.ndim >= 4 else attentions, residual)
+
+
+def compose_layers(layers: np.ndarray, residual: float = 0.5) -> np.ndarray:
+    """The rollout of head-averaged attention ``(..., num_layers, R, R)`` → ``(..., R, R)``: each layer mixed with
+    the identity (``residual``) and renormalised, then composed last layer first (:func:`attention_rollout`)."""
     if not 0.0 <= residual < 1.0:
         raise ValueError(f"residual must be in [0, 1); got {residual}.")
-    attentions = np.asarray(attentions, dtype=np.float64)
-    layers = attentions.mean(axis=-3) if attentions.ndim >= 4 else attentions
+    layers = np.asarray(layers, dtype=np.float64)
     eye = np.eye(layers.shape[-1])
     rollout = None
     for layer in np.moveaxis(layers, -3, 0):

@@ -13,16 +13,18 @@ import pandas as pd
 import torch
 
 from ..atlases import roi_table
-from .attention import attention_maps, attention_received, attention_rollout
+from .attention import attention_received, compose_layers, encoder_passes_with_attention
 from .attribution import (
     edge_attributions,
     encoder_feature_function,
     integrated_gradients,
     permutation_importance,
+    probe_gradient_importance,
     roi_importance,
     top_edges,
 )
 from .plots import mean_and_spread, plot_matrices, plot_roi_markers, plot_top_edges, plot_top_regions
+from .nifti import roi_values_image
 from .stats import group_difference, hedges_g, roi_fc_strength
 
 __all__ = ["ExplainResult", "explain", "interpretation_section", "load_model_for_explain"]
@@ -66,10 +68,17 @@ def load_model_for_explain(model: Any) -> torch.nn.Module:
     return BrainMassModel.from_pretrained(str(model)).eval()
 
 
-def _rollout_per_scan(model: torch.nn.Module, fc: np.ndarray, residual: float, batch_size: int = 16) -> np.ndarray:
-    """Attention rollout ``(N, R, R)`` computed batch by batch (all layers × heads of all scans may not fit)."""
-    chunks = [fc[s:s + batch_size] for s in range(0, len(fc), batch_size)]
-    return np.concatenate([attention_rollout(attention_maps(model, chunk), residual) for chunk in chunks])
+def _features_and_rollout(model: torch.nn.Module, fc: np.ndarray, residual: float, batch_size: int = 16
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """One encoder pass over every scan: the frozen features ``pooler_output`` ``(N, F)`` and the attention rollout
+    ``(N, R, R)``, batch by batch (all layers × heads of all scans may not fit)."""
+    features, rollout = [], []
+    for outputs in encoder_passes_with_attention(model, fc, batch_size):
+        features.append(outputs.pooler_output.float().cpu().numpy())
+        # the head mean in torch first: a quarter of the maps (small) to convert and compose in float64
+        layers = torch.stack(outputs.attentions, dim=1).float().mean(dim=2)
+        rollout.append(compose_layers(layers.cpu().numpy(), residual))
+    return np.concatenate(features), np.concatenate(rollout)
 
 
 def _edge_group_effect(fc: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -95,38 +104,55 @@ class _Importance:
     edge_measure: str
     rows: str
     error: str
+    value_label: str
 
 
-def _importance(model, fc, codes, class_names, *, n_splits, n_permutations, ig_steps, seed) -> _Importance:
-    """Integrated gradients for a fine-tuned classifier; permutation importance (frozen features + SVM) else."""
-    if hasattr(model, "classifier"):
-        edges = edge_attributions(integrated_gradients(model, fc, baseline="identity", steps=ig_steps))
-        per_scan = roi_importance(edges)
-        return _Importance(
-            per_row=per_scan,
-            edge_scores=np.abs(edges).mean(axis=0),
-            class_values=per_scan,
-            method=f"integrated gradients on the FC (identity-FC baseline, {ig_steps} steps), |attribution| summed "
-            "over each ROI's edges",
-            measure="per-scan integrated-gradients ROI attribution",
-            edge_measure="mean |IG edge attribution| over scans",
-            rows="scans",
-            error="sem",
-        )
-    result = permutation_importance(
-        fc, codes, encoder_feature_function(model), n_splits=n_splits, n_permutations=n_permutations, seed=seed
-    )
+ENCODER_METHODS = ("gradient", "permutation")
+_FC_STRENGTH = "ROI FC strength (mean |FC| to the other ROIs)"
+
+
+def _classifier_importance(model, fc, ig_steps) -> _Importance:
+    """Integrated gradients of a fine-tuned classifier, per scan."""
+    edges = edge_attributions(integrated_gradients(model, fc, baseline="identity", steps=ig_steps))
+    per_scan = roi_importance(edges)
     return _Importance(
-        per_row=result.importance,
-        edge_scores=_edge_group_effect(fc, codes),
-        class_values=roi_fc_strength(fc),
-        method="permutation importance for frozen BrainMass features + SVM: drop in held-out AUC when the ROI's FC "
-        f"row/column is permuted across scans ({n_permutations} permutations × {n_splits} splits; held-out AUC "
-        f"{result.baseline_auc.mean():.3f} ± {result.baseline_auc.std():.3f})",
-        measure="ROI FC strength (mean |FC| to the other ROIs)",
-        edge_measure=f"Hedges' g of the edge's FC, {class_names[1]} vs {class_names[0]}",
-        rows="splits",
-        error="sd",
+        per_row=per_scan, edge_scores=np.abs(edges).mean(axis=0), class_values=per_scan,
+        method=f"integrated gradients on the FC (identity-FC baseline, {ig_steps} steps), |attribution| summed "
+        "over each ROI's edges",
+        measure="per-scan integrated-gradients ROI attribution", edge_measure="mean |IG edge attribution| over scans",
+        rows="scans", error="sem", value_label="|IG attribution|",
+    )
+
+
+def _auc_words(auc: np.ndarray) -> str:
+    return f"held-out AUC {auc.mean():.3f} ± {auc.std():.3f}"
+
+
+def _encoder_importance(model, fc, codes, class_names, features, *, method, n_splits, n_permutations, seed,
+                        show_progress) -> _Importance:
+    """Frozen features ``(N, F)`` + SVM: gradient × input of the SVM's score (default) or permutation importance."""
+    if method == "permutation":
+        result = permutation_importance(
+            fc, codes, encoder_feature_function(model), n_splits=n_splits, n_permutations=n_permutations, seed=seed
+        )
+        return _Importance(
+            per_row=result.importance, edge_scores=_edge_group_effect(fc, codes), class_values=roi_fc_strength(fc),
+            method="permutation importance for frozen BrainMass features + SVM: drop in held-out AUC when the ROI's "
+            f"FC row/column is permuted across scans ({n_permutations} permutations × {n_splits} splits; "
+            f"{_auc_words(result.baseline_auc)})",
+            measure=_FC_STRENGTH, edge_measure=f"Hedges' g of the edge's FC, {class_names[1]} vs {class_names[0]}",
+            rows="splits", error="sd", value_label="drop in held-out AUC",
+        )
+    result = probe_gradient_importance(model, fc, codes, n_splits=n_splits, seed=seed, features=features,
+                                       show_progress=show_progress)
+    return _Importance(
+        per_row=result.importance, edge_scores=result.edges, class_values=roi_fc_strength(fc),
+        method="gradient × input for frozen BrainMass features + SVM: on each split the SVM is fitted on the "
+        "training scans' features and its decision score is differentiated through the encoder with respect to "
+        "each held-out scan's FC; |attribution| summed over each ROI's edges, averaged over the held-out scans "
+        f"({n_splits} splits; {_auc_words(result.baseline_auc)})",
+        measure=_FC_STRENGTH, edge_measure="mean |gradient × input edge attribution| over held-out scans",
+        rows="splits", error="sd", value_label="|gradient × input| of the SVM score",
     )
 
 
@@ -138,7 +164,7 @@ def _figures(out, table, importance, fc, rollout, codes, class_names, top_k, res
     plot_top_regions(
         per_row, table["name"].tolist(), files["top_regions"], title=f"The {top_k} most important regions",
         rows=rows, error=importance.error, k=top_k,
-        value_label="Importance (" + ("|IG attribution|" if rows == "scans" else "drop in held-out AUC") + ")",
+        value_label=f"Importance ({importance.value_label})",
     )
     if np.isfinite(table[["x_mni", "y_mni", "z_mni"]].to_numpy(dtype=float)).all():
         files["glass_brain"] = out / "roi_importance_glass_brain.png"
@@ -183,41 +209,22 @@ def _figures(out, table, importance, fc, rollout, codes, class_names, top_k, res
     return files
 
 
-def explain(
-    model: Any,
-    data: Any,
-    *,
-    label_column: str = "label",
-    out_dir: str | os.PathLike = "brainmass_explain",
-    atlas_name: str | None = None,
-    n_splits: int = 5,
-    n_permutations: int = 3,
-    n_group_permutations: int = 5000,
-    ig_steps: int = 32,
-    rollout_residual: float = 0.5,
-    top_k: int = 10,
-    alpha: float = 0.05,
-    seed: int = 0,
-    device: str | None = None,
-) -> ExplainResult:
-    """Explain a BrainMass model's two-class decision on a cohort; writes ``explain.md``, CSVs and figures.
+@dataclass
+class _Cohort:
+    """What :func:`explain` reads: the model, FC ``(N, R, R)``, class codes ``(N,)`` (0/1), the two class names and
+    the atlas table of the model's columns."""
 
-    Importance: a fine-tuned classifier (``BrainMassForConnectomeClassification``) is explained per scan by
-    integrated gradients on the FC (identity-FC baseline); an encoder by the permutation importance of each ROI
-    for frozen features + SVM over ``n_splits`` repeated stratified splits. The class statistic per ROI is a
-    label-permutation test (``n_group_permutations``) with Benjamini–Hochberg FDR on the per-scan integrated-
-    gradients ROI attribution (classifier) or the ROI's FC strength, mean ``|FC|`` (encoder).
+    model: torch.nn.Module
+    fc: np.ndarray
+    codes: np.ndarray
+    class_names: list[str]
+    table: pd.DataFrame
+    group_label: str
 
-    Args:
-        model: a model object, or a checkpoint folder / Hub id (see :func:`load_model_for_explain`).
-        data: a ``datasets.Dataset``, ``"devfmri"``, a data folder, an ``.npz`` bundle or a saved dataset.
-        label_column: the two-class column.
-        out_dir: output folder.
-        atlas_name: names + centroids table (``brainmass_hf.atlases``); default the checkpoint's
-            ``config.atlas_name`` (and ``config.roi_names`` for the column order).
-    Returns:
-        :class:`ExplainResult`.
-    """
+
+def _load_cohort(model, data, label_column, atlas_name, device) -> _Cohort:
+    """The model (loaded, on ``device``), the cohort's full-scan FC with the checkpoint's FC settings, its two
+    classes and the ROI table; a clear error when the label column does not hold two classes."""
     from ..data import resolve_dataset, time_series_list
     from ..evaluation import labels_from_dataset
     from ..processing_brainmass import BrainMassFeatureExtractor
@@ -236,22 +243,20 @@ def explain(
     ids = dataset["subject_id"] if "subject_id" in dataset.column_names else None
     scans = time_series_list(dataset)
     fc = BrainMassFeatureExtractor.from_config(config)(scans, view="full", subject_ids=ids)["connectivity"].numpy()
-    table = roi_table(config.num_rois, atlas_name or config.atlas_name, config.roi_names)
-    names = table["name"].tolist()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    atlas = atlas_name or config.atlas_name
+    return _Cohort(
+        model=model, fc=fc, codes=np.asarray(codes), class_names=list(class_names),
+        table=roi_table(config.num_rois, atlas, config.roi_names),
+        group_label="network" if "schaefer" in str(atlas or "").lower() else "lobe",
+    )
 
-    importance = _importance(
-        model, fc, codes, class_names, n_splits=n_splits, n_permutations=n_permutations, ig_steps=ig_steps, seed=seed
-    )
-    stats = group_difference(
-        importance.class_values, codes, roi_names=names, class_names=class_names,
-        n_permutations=n_group_permutations, alpha=alpha, seed=seed,
-    )
+
+def _ranked_table(cohort: _Cohort, importance: _Importance, stats: pd.DataFrame) -> pd.DataFrame:
+    """Every ROI with its atlas columns, importance mean ± spread and class statistics, ranked by importance."""
     mean, spread = mean_and_spread(importance.per_row, importance.error)
     full = pd.concat(
         [
-            table[["index0", "label_value", "name", "group", "hemisphere", "x_mni", "y_mni", "z_mni"]],
+            cohort.table[["index0", "label_value", "name", "group", "hemisphere", "x_mni", "y_mni", "z_mni"]],
             pd.DataFrame({"importance": mean, f"importance_{importance.error}": spread}),
             stats.drop(columns=["roi", "name"]),
         ],
@@ -259,32 +264,115 @@ def explain(
     )
     full = full.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
     full.insert(0, "rank", np.arange(1, len(full) + 1))
-    strongest = top_edges(importance.edge_scores, k=50)
+    return full
 
-    files: dict[str, Path] = {}
-    files["roi_table"] = out / "roi_importance.csv"
+
+def _write_tables(out: Path, cohort: _Cohort, full, strongest, importance, attention_stats, atlas_image
+                  ) -> dict[str, Path]:
+    """``roi_importance.csv``, ``edges.csv``, ``importance_per_<row>.csv``, ``attention_received.csv``, and with an
+    ``atlas_image`` the mean importance as ``roi_importance.nii.gz`` in its space."""
+    names = cohort.table["name"].tolist()
+    files = {"roi_table": out / "roi_importance.csv", "edges": out / "edges.csv",
+             "importance_rows": out / f"importance_per_{importance.rows[:-1]}.csv",
+             "attention_stats": out / "attention_received.csv"}
     full.to_csv(files["roi_table"], index=False)
-    files["edges"] = out / "edges.csv"
     pd.DataFrame(
         [(names[i], names[j], i, j, s) for i, j, s in strongest],
         columns=["roi_a", "roi_b", "index_a", "index_b", "score"],
     ).to_csv(files["edges"], index=False)
-    files["importance_rows"] = out / f"importance_per_{importance.rows[:-1]}.csv"
     pd.DataFrame(importance.per_row, columns=names).to_csv(files["importance_rows"], index=False)
-    rollout = _rollout_per_scan(model, fc, rollout_residual)
-    files["attention_stats"] = out / "attention_received.csv"
-    group_difference(
-        attention_received(rollout), codes, roi_names=names, class_names=class_names,
-        n_permutations=n_group_permutations, alpha=alpha, seed=seed,
-    ).to_csv(files["attention_stats"], index=False)
-    group_label = "network" if "schaefer" in str(atlas_name or config.atlas_name or "").lower() else "lobe"
-    files.update(
-        _figures(out, table, importance, fc, rollout, codes, class_names, top_k, rollout_residual, group_label)
-    )
+    attention_stats.to_csv(files["attention_stats"], index=False)
+    if atlas_image is not None:
+        files["nifti"] = out / "roi_importance.nii.gz"
+        image = roi_values_image(importance.per_row.mean(axis=0), atlas_image, cohort.table["label_value"])
+        image.to_filename(str(files["nifti"]))
+    return files
 
+
+def explain(
+    model: Any,
+    data: Any,
+    *,
+    label_column: str = "label",
+    out_dir: str | os.PathLike = "brainmass_explain",
+    atlas_name: str | None = None,
+    atlas_image: Any = None,
+    encoder_method: str = "gradient",
+    n_splits: int = 5,
+    n_permutations: int = 3,
+    n_group_permutations: int = 5000,
+    ig_steps: int = 32,
+    rollout_residual: float = 0.5,
+    top_k: int = 10,
+    alpha: float = 0.05,
+    seed: int = 0,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> ExplainResult:
+    """Explain a BrainMass model's two-class decision on a cohort; writes ``explain.md``, CSVs and figures.
+
+    Importance: a fine-tuned classifier (``BrainMassForConnectomeClassification``) is explained per scan by
+    integrated gradients on the FC (identity-FC baseline); an encoder through frozen features + SVM over ``n_splits``
+    repeated stratified splits, by gradient × input of the SVM's score on each split's held-out scans
+    (``encoder_method="gradient"``, one backward pass per held-out scan) or by permutation importance
+    (``"permutation"``, ``n_permutations`` per ROI and split: ``R`` times the encoder passes). The class statistic
+    per ROI is a label-permutation test (``n_group_permutations``) with Benjamini–Hochberg FDR on the per-scan
+    integrated-gradients ROI attribution (classifier) or the ROI's FC strength, mean ``|FC|`` (encoder).
+
+    Args:
+        model: a model object, or a checkpoint folder / Hub id (see :func:`load_model_for_explain`).
+        data: a ``datasets.Dataset``, ``"devfmri"``, a data folder, an ``.npz`` bundle or a saved dataset.
+        label_column: the two-class column.
+        out_dir: output folder.
+        atlas_name: names + centroids table (``brainmass_hf.atlases``); default the checkpoint's
+            ``config.atlas_name`` (and ``config.roi_names`` for the column order).
+        atlas_image: the atlas's 3D label image (path or nibabel image): the mean importance is also written as
+            ``roi_importance.nii.gz`` in its space (:func:`roi_values_image`). show_progress: a progress bar.
+    Returns:
+        :class:`ExplainResult`.
+    """
+    from tqdm.auto import tqdm
+
+    if encoder_method not in ENCODER_METHODS:
+        raise ValueError(f"encoder_method must be one of {ENCODER_METHODS}; got {encoder_method!r}.")
+    stages = tqdm(total=6, desc="explain", disable=not show_progress)
+    stages.set_postfix_str("model, cohort and FC of every scan")
+    cohort = _load_cohort(model, data, label_column, atlas_name, device)
+    model, fc, codes, class_names, names = (cohort.model, cohort.fc, cohort.codes, cohort.class_names,
+                                            cohort.table["name"].tolist())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages.update()
+    stages.set_postfix_str("features and attention rollout")
+    features, rollout = _features_and_rollout(model, fc, rollout_residual)
+    stages.update()
+    stages.set_postfix_str("importance")
+    importance = _classifier_importance(model, fc, ig_steps) if hasattr(model, "classifier") else _encoder_importance(
+        model, fc, codes, class_names, features, method=encoder_method, n_splits=n_splits,
+        n_permutations=n_permutations, seed=seed, show_progress=show_progress)
+    stages.update()
+    stages.set_postfix_str("class statistics")
+    test = {"class_names": class_names, "n_permutations": n_group_permutations, "alpha": alpha, "seed": seed}
+    full = _ranked_table(cohort, importance, group_difference(importance.class_values, codes, roi_names=names, **test))
+    strongest = top_edges(importance.edge_scores, k=50)
+    files = _write_tables(out, cohort, full, strongest, importance,
+                          group_difference(attention_received(rollout), codes, roi_names=names, **test), atlas_image)
+    stages.update()
+    stages.set_postfix_str("figures")
+    files.update(_figures(out, cohort.table, importance, fc, rollout, codes, class_names, top_k, rollout_residual,
+                          cohort.group_label))
+    stages.update()
+    result = _written_result(out, cohort, importance, full, strongest, files, top_k, alpha)
+    stages.update()
+    stages.close()
+    return result
+
+
+def _written_result(out, cohort, importance, full, strongest, files, top_k, alpha) -> ExplainResult:
+    """The :class:`ExplainResult`, after writing its ``explain.md``."""
     result = ExplainResult(
-        table=full, top=full.head(top_k), edges=strongest, class_names=list(class_names),
-        class_counts=[int((codes == c).sum()) for c in (0, 1)], method=importance.method,
+        table=full, top=full.head(top_k), edges=strongest, class_names=cohort.class_names,
+        class_counts=[int((cohort.codes == c).sum()) for c in (0, 1)], method=importance.method,
         measure=importance.measure, edge_measure=importance.edge_measure,
         # the count shows when the spread means nothing (one split gives ± 0)
         error=f"{ {'sem': 's.e.m.', 'sd': 'SD'}[importance.error]} over {len(importance.per_row)} "
@@ -341,11 +429,12 @@ def _body(result: ExplainResult, relative_to: Path, alpha: float, level: int) ->
             lines.append("")
     tables = [
         os.path.relpath(result.files[k], relative_to)
-        for k in ("roi_table", "edges", "importance_rows", "attention_stats")
+        for k in ("roi_table", "edges", "importance_rows", "attention_stats", "nifti") if k in result.files
     ]
     lines.append(
-        "Tables: " + ", ".join(f"[{t}]({t})" for t in tables) + " (the last: attention each region receives from the "
-        "others in the encoder's rollout, per class, with the same test)."
+        "Tables: " + ", ".join(f"[{t}]({t})" for t in tables) + " (`attention_received.csv`: attention each region "
+        "receives from the others in the encoder's rollout, per class, with the same test; `roi_importance.nii.gz`, "
+        "when written: the importance in the atlas image's space)."
     )
     lines.append("")
     lines.append(
