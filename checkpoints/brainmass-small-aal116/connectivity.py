@@ -21,16 +21,22 @@ gives; they are never NaN. ``brainmass_hf.validation.count_constant_rois`` count
 pFC (BrainMass, Yang et al., IEEE TMI 2024): drop a random, non-contiguous ``int(drop_ratio * T)`` of a
 scan's ``T`` valid time points and compute FC on the rest (``mask_way="drop"``, the paper's choice), or keep a
 random contiguous crop of ``crop_length`` points (``mask_way="crop"``, the authors' ``random`` option).
+
+Tangent space (Varoquaux et al., MICCAI 2010; Dadi et al., NeuroImage 2019, the strongest classical connectome
+pipeline): :func:`spd_geometric_mean` (the reference point of a group of SPD matrices), :func:`tangent_space` (each
+matrix whitened at the reference and mapped by the matrix logarithm) and :func:`sym_matrix_vector` (a symmetric
+matrix as a vector); the numbers of ``nilearn.connectome.ConnectivityMeasure(kind="tangent")``, batched in torch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .validation import CONSTANT_ROI_STD
+from .validation import CONSTANT_ROI_STD, MAX_ABS_SIGNAL
 
 __all__ = [
     "FC_KINDS",
@@ -46,6 +52,10 @@ __all__ = [
     "num_timepoints_after_drop",
     "num_timepoints_kept",
     "min_scan_length",
+    "spd_geometric_mean",
+    "tangent_space",
+    "sym_matrix_vector",
+    "vector_sym_matrix",
 ]
 
 FC_KINDS = ("pearson", "ledoit_wolf")
@@ -194,6 +204,9 @@ def functional_connectivity(
         time_mask: optional bool ``(batch_size, num_timepoints)``; ``True`` marks valid time points. Default: all.
         kind: ``"pearson"`` or ``"ledoit_wolf"`` (nilearn's ``ConnectivityMeasure(kind="correlation")`` default).
         fisher_z: apply ``arctanh`` to the off-diagonal (clamped to ±(1 − 1e-6)); the diagonal is then 0.
+    Raises:
+        ValueError: a scan with fewer than 2 valid time points, or whose valid points hold NaN, Inf or values above
+            ``validation.MAX_ABS_SIGNAL`` (1e15) in size (their products overflow float32: the FC would be NaN).
     Returns:
         ``(batch_size, num_rois, num_rois)`` (or ``(num_rois, num_rois)``), symmetric, in the input's float dtype.
     """
@@ -204,6 +217,15 @@ def functional_connectivity(
     if bool((lengths < 2).any()):  # a host sync, acceptable here: this is the public door, not the model's step
         bad = torch.nonzero(lengths < 2).flatten().tolist()
         raise ValueError(f"FC needs at least 2 valid time points per scan; scans at batch positions {bad} have fewer.")
+    magnitude = torch.where(mask.unsqueeze(-1), x.abs(), torch.zeros((), dtype=x.dtype, device=x.device))
+    unusable = ~(magnitude <= MAX_ABS_SIGNAL).all(dim=2).all(dim=1)  # NaN fails the comparison too
+    if bool(unusable.any()):
+        bad = torch.nonzero(unusable).flatten().tolist()
+        raise ValueError(
+            f"The scans at batch positions {bad} hold NaN, Inf or values above {MAX_ABS_SIGNAL:.0e} in size, whose "
+            "products overflow float32 and make the FC NaN. Rescale them (e.g. z-score each ROI) or fix the "
+            "extraction; brainmass_hf.validation.validate_time_series names the time point and ROI."
+        )
     fc = _fc(x, mask, kind, fisher_z)
     return fc[0] if squeeze else fc
 
@@ -524,3 +546,99 @@ def fc_upper_triangle(fc) -> torch.Tensor:
     fc = torch.as_tensor(fc)
     rows, cols = torch.triu_indices(fc.shape[-1], fc.shape[-1], offset=1, device=fc.device)
     return fc[..., rows, cols]
+
+
+def _eigen_map(matrices: torch.Tensor, function) -> torch.Tensor:
+    """``V f(Λ) Vᵀ`` for symmetric ``matrices`` ``(..., R, R)`` with eigen-decomposition ``V Λ Vᵀ`` (batched)."""
+    values, vectors = torch.linalg.eigh(matrices)
+    return (vectors * function(values).unsqueeze(-2)) @ vectors.transpose(-1, -2)
+
+
+def _check_spd(matrices: torch.Tensor, what: str) -> torch.Tensor:
+    """``matrices`` as float64 ``(N, R, R)``, symmetrised; a clear error when one is not positive definite."""
+    matrices = torch.as_tensor(matrices).to(torch.float64)
+    if matrices.dim() != 3 or matrices.shape[-1] != matrices.shape[-2]:
+        raise ValueError(f"{what} must be (num_matrices, R, R); got shape {tuple(matrices.shape)}.")
+    matrices = 0.5 * (matrices + matrices.transpose(-1, -2))
+    smallest = torch.linalg.eigvalsh(matrices)[:, 0]
+    bad = torch.nonzero(~(smallest > 0)).flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"{what} at positions {bad[:10]} are not positive definite (smallest eigenvalue "
+            f"{smallest[bad[0]].item():.3g}); use a shrunk estimator (fc_kind='ledoit_wolf'), which is always positive "
+            "definite, instead of the plain correlation of scans with fewer time points than ROIs."
+        )
+    return matrices
+
+
+def spd_geometric_mean(matrices, *, max_iter: int = 30, tol: float = 1e-7) -> torch.Tensor:
+    """The geometric (affine-invariant Riemannian) mean of symmetric positive definite matrices.
+
+    The minimiser ``G`` of ``Σ_k ‖log(G^-1/2 M_k G^-1/2)‖²_F``, by gradient descent along geodesics from the
+    arithmetic mean with step halving (Fletcher and Joshi 2007, Algorithm 3), exactly as nilearn's
+    ``ConnectivityMeasure(kind="tangent")`` fits its ``mean_`` (``max_iter=30``, stop when ``‖gradient‖_F / R²`` is
+    below ``tol``). Batched in torch float64: one ``eigh`` of all ``N`` matrices per iteration.
+
+    Args:
+        matrices: ``(N, R, R)`` SPD matrices (tensor or array), e.g. Ledoit-Wolf FC.
+    Returns:
+        ``(R, R)`` float64.
+    """
+    matrices = _check_spd(matrices, "matrices")
+    mean = matrices.mean(dim=0)
+    best_norm, step = float("inf"), 1.0
+    for _ in range(max_iter):
+        values, vectors = torch.linalg.eigh(mean)
+        inv_sqrt = (vectors * values.rsqrt()) @ vectors.T
+        sqrt = (vectors * values.sqrt()) @ vectors.T
+        gradient = _eigen_map(inv_sqrt @ matrices @ inv_sqrt, torch.log).mean(dim=0)
+        if not bool(torch.isfinite(gradient).all()):
+            raise FloatingPointError("Non-finite matrix logarithm while averaging; are the matrices well conditioned?")
+        norm = float(torch.linalg.matrix_norm(gradient))
+        mean = sqrt @ _eigen_map(gradient * step, torch.exp) @ sqrt
+        if norm < best_norm:
+            best_norm = norm
+        elif norm > best_norm:
+            step, norm = step / 2.0, best_norm
+        if norm / mean.numel() < tol:
+            break
+    return 0.5 * (mean + mean.T)
+
+
+def tangent_space(matrices, reference) -> torch.Tensor:
+    """Each SPD matrix ``M`` in the tangent space at ``reference`` ``G``: ``log(G^-1/2 M G^-1/2)``.
+
+    Args:
+        matrices: ``(N, R, R)`` SPD matrices.
+        reference: ``(R, R)`` SPD, usually :func:`spd_geometric_mean` of a training group (never of test scans).
+    Returns:
+        ``(N, R, R)`` float64 symmetric matrices (nilearn's tangent connectivities before vectorising).
+    """
+    matrices = _check_spd(matrices, "matrices")
+    reference = _check_spd(torch.as_tensor(reference)[None], "reference")[0]
+    whitening = _eigen_map(reference, torch.rsqrt)
+    return _eigen_map(whitening @ matrices @ whitening, torch.log)
+
+
+def sym_matrix_vector(matrices) -> torch.Tensor:
+    """Symmetric ``(..., R, R)`` → ``(..., R(R+1)/2)``: the lower triangle row by row, the diagonal divided by √2 (so
+    the Euclidean norm of the vector is the Frobenius norm of the matrix over √2), as
+    ``nilearn.connectome.sym_matrix_to_vec``."""
+    matrices = torch.as_tensor(matrices)
+    rows, cols = torch.tril_indices(matrices.shape[-1], matrices.shape[-1], device=matrices.device)
+    diagonal = (rows == cols).to(matrices.dtype)
+    return matrices[..., rows, cols] * (1.0 + diagonal * (2.0 ** -0.5 - 1.0))
+
+
+def vector_sym_matrix(vectors) -> torch.Tensor:
+    """The inverse of :func:`sym_matrix_vector`: ``(..., R(R+1)/2)`` → symmetric ``(..., R, R)``."""
+    vectors = torch.as_tensor(vectors)
+    size = int(round((math.sqrt(8 * vectors.shape[-1] + 1) - 1) / 2))
+    if size * (size + 1) // 2 != vectors.shape[-1]:
+        raise ValueError(f"A vector of {vectors.shape[-1]} values is not the lower triangle of a symmetric matrix.")
+    rows, cols = torch.tril_indices(size, size, device=vectors.device)
+    scale = 1.0 + (rows == cols).to(vectors.dtype) * (2.0 ** 0.5 - 1.0)
+    out = vectors.new_zeros(*vectors.shape[:-1], size, size)
+    out[..., rows, cols] = vectors * scale
+    out[..., cols, rows] = vectors * scale
+    return out

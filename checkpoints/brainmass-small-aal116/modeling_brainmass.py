@@ -32,7 +32,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees, read_json_beside
-from .connectivity import connectivity_view, connectivity_views
+from .connectivity import connectivity_view, connectivity_views, min_scan_length
+from .validation import validate_connectivity, validate_time_series
 
 __all__ = [
     "BrainMassPreTrainingOutput",
@@ -102,9 +103,10 @@ def _gather_rows(x: torch.Tensor, indices: torch.LongTensor) -> torch.Tensor:
     return x.gather(1, indices.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-# Shape checks only. Values (NaN/Inf, too-short scans) are checked once where data enters -- the feature extractor,
-# the collators, `brainmass_hf.validation` -- because a value check here would synchronise with the host and break
-# `torch.compile` graphs on every step. Shapes are known on the host, so these checks are free.
+# Shape checks, free on the host. Values (NaN/Inf, too-short scans) are checked where data enters -- the feature
+# extractor, the collators, `brainmass_hf.validation` -- and, through the same functions, by an eval-mode forward
+# (`_checks_values`); never by the training forward, where a value check would synchronise with the host and break
+# `torch.compile` graphs on every step.
 def _check_connectivity_shape(connectivity: torch.Tensor, config: BrainMassConfig, name: str = "connectivity"):
     r = config.num_rois
     if connectivity.dim() != 3 or tuple(connectivity.shape[1:]) != (r, r):
@@ -402,16 +404,44 @@ class BrainMassPreTrainedModel(PreTrainedModel):
         time_mask = None if time_mask is None else time_mask.to(weight.device)
         return time_series.to(weight.device), time_mask, weight.dtype
 
+    def _checks_values(self) -> bool:
+        """Whether this forward is an inference call a user makes (eval mode, not traced or compiled): then its input
+        values are checked like the feature extractor's (``_check_input_values``). The training forward never is:
+        a value check needs a host synchronisation, and training inputs were checked by the collator."""
+        return not self.training and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+    def _check_input_values(self, connectivity, time_series, time_mask):
+        """Eval-mode inputs through :mod:`brainmass_hf.validation`: connectivity finite (and at most 1e15) and
+        symmetric; each time series' valid points finite, not constant in every ROI, at least
+        ``min_scan_length(config, pfc=False)`` of them. One error naming every bad batch item."""
+        def host(tensor):
+            tensor = tensor.detach().cpu()
+            return (tensor.float() if tensor.is_floating_point() and tensor.dtype != torch.float64 else tensor).numpy()
+
+        if connectivity is not None:
+            validate_connectivity(host(connectivity), [f"batch item {k}" for k in range(connectivity.shape[0])])
+            return
+        scans = list(host(time_series))
+        if time_mask is not None:  # the valid points only: padding may hold anything
+            scans = [x[m] for x, m in zip(scans, host(time_mask).astype(bool))]
+        validate_time_series(scans, [f"batch item {k}" for k in range(len(scans))], num_rois=self.config.num_rois,
+                             min_timepoints=min_scan_length(self.config, pfc=False), warn_constant_rois=False)
+
     def _connectivity_from_inputs(self, connectivity, time_series, time_mask):
         """FC ``(batch, R, R)`` from either input: ``connectivity`` as given, or the FC of ``time_series`` over the
-        points ``time_mask`` keeps (``config.fc_kind``, ``config.fisher_z``), computed on the model's device; no
-        value checks (see ``_check_connectivity_shape``)."""
+        points ``time_mask`` keeps (``config.fc_kind``, ``config.fisher_z``), computed on the model's device; values
+        checked only at inference (``_checks_values``)."""
         if (connectivity is None) == (time_series is None):
             raise ValueError("Pass exactly one of connectivity (batch_size, R, R) or time_series (batch_size, T, R).")
         if connectivity is not None:
             weight = self._a_weight()
             _check_connectivity_shape(connectivity, self.config)
+            if self._checks_values():
+                self._check_input_values(connectivity, None, None)
             return connectivity.to(device=weight.device, dtype=weight.dtype)
+        if self._checks_values():
+            _check_time_series_shape(time_series, time_mask, self.config)
+            self._check_input_values(None, time_series, time_mask)
         time_series, time_mask, dtype = self._time_series_on_device(time_series, time_mask)
         return connectivity_view(time_series, time_mask, settings=self.config, pfc=False).to(dtype)
 
@@ -459,6 +489,12 @@ class BrainMassModel(BrainMassPreTrainedModel):
                 (computed with eager attention).
             output_hidden_states: return the input and every layer's output ``(batch_size, num_rois, num_rois)``.
             return_dict: ``False`` gives a tuple (handled by ``can_return_tuple``).
+        Raises:
+            BrainMassDataError: in eval mode only (not traced or compiled), input values that would give NaN or
+                meaningless features: connectivity with NaN/Inf or values above 1e15 in size or not symmetric;
+                time series (their ``time_mask`` points) with NaN/Inf, values above 1e15, every ROI constant, or too
+                few time points. Checked by :mod:`brainmass_hf.validation`, as the feature extractor does; the training
+                forward checks shapes only (no host synchronisation).
         Returns:
             ``BaseModelOutputWithPooling`` with ``last_hidden_state`` ``(batch_size, num_rois, num_rois)`` and
             ``pooler_output`` ``(batch_size, num_rois * readout_dim)``.
