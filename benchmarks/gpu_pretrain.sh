@@ -9,13 +9,7 @@
 set -u
 OUT="${1:-runs/gpu_pretrain_out}"
 mkdir -p "$OUT"
-if [ -d .whl ] && ! python3 -c "import datasets" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" HF_DATASETS_DISABLE_PROGRESS_BARS=1 PYTHONUNBUFFERED=1
-PY="${PYTHON:-python3}"
-$PY -c "import torch, transformers, datasets, pyarrow, sklearn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', '| transformers', transformers.__version__, '| datasets', datasets.__version__, '| pyarrow', pyarrow.__version__, '| sklearn', sklearn.__version__)" || exit 1
+source benchmarks/gpu_env.sh
 DATA=.gpu_data/abide1_aal116
 if [ "${SMOKE:-0}" = "1" ]; then
   P1=tiny; P2=tiny; N1=smoke-a; N2=smoke-b; ARGS=(--smoke --train-seconds 45 --threads-per-run 1 --parallel-screens 2 --threads 1 --screen-seconds 150 --max-file-mib 0.5 -- --max_steps 30)

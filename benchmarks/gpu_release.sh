@@ -21,13 +21,7 @@ set -u
 OUT="${1:-runs/gpu_release_out}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-if [ -d .whl ] && ! python3 -c "import datasets" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" HF_DATASETS_DISABLE_PROGRESS_BARS=1 PYTHONUNBUFFERED=1
-PY="${PYTHON:-python3}"
-$PY -c "import torch, transformers, datasets; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', '| transformers', transformers.__version__, '| datasets', datasets.__version__)" || exit 1
+source benchmarks/gpu_env.sh
 NOTE="${NOTE:-issue 18 release call}"
 SPEED="$(mktemp -d)"
 DATA="${DATA:-.gpu_data/abide1_aal116}"

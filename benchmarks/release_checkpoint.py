@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -40,6 +41,22 @@ DEVFMRI = "bundled devfmri, child vs adult"
 ABIDE = "ABIDE-I 783-scan subset, ASD vs TC (site-stratified)"
 ABIDE_LOSO = "ABIDE-I 783-scan subset, ASD vs TC (leave one site out)"
 WEIGHT_FILES = ("model.safetensors", "config.json", "preprocessor_config.json")
+
+
+def _slug(cohort: str) -> str:
+    """A folder name for a cohort's evaluation output: ``"ABIDE-I ... (leave one site out)"`` → ``ABIDE-I_..._leave_one_site_out``."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in cohort).strip("_")
+
+
+def _cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def copy_encoder(encoder: Path, folder: Path) -> None:
@@ -76,7 +93,7 @@ def verdicts(report: dict, cohort: str) -> str:
     for protocol in dict.fromkeys(name for name, method in by if method == METHOD_MODEL):
         parts = [f"{verdict_word(paired_difference(by[(protocol, METHOD_MODEL)], by[(protocol, method)]))} {column}"
                  for column, method in CARD_BASELINES if (protocol, method) in by]
-        sentences.append(f"{cohort.split(',')[0]}, {protocol}: " + "; ".join(parts) + ".")
+        sentences.append(f"{cohort}, {protocol}: " + "; ".join(parts) + ".")
     return " ".join(sentences)
 
 
@@ -130,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, seconds, said = [], {}, []
     for cohort, data, kwargs in cohorts(None if a.no_abide else a.abide, a.repeats):
         started = time.time()
-        report = evaluate(str(folder), data, output_dir=a.work / a.name / cohort.split(",")[0].replace(" ", "_"),
-                          **kwargs)
+        report = evaluate(str(folder), data, output_dir=a.work / a.name / _slug(cohort), **kwargs)
         seconds[cohort] = time.time() - started
         rows += card_rows(report.to_dict(), cohort)
         said.append(verdicts(report.to_dict(), cohort))
@@ -153,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             "init. " + trained + " ".join(said)
         ),
         "rows": rows,
-        "machine": (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                    + ", ".join(f"{s:.0f} s for {c.split(',')[0]}" for c, s in seconds.items())),
+        "machine": (f"{_cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}; "
+                    + ", ".join(f"{s:.0f} s for {c}" for c, s in seconds.items())),
         "model_index": json.loads((a.repo_root / "model_cards" / "brainmass-small-aal116.json").read_text())[
             "results"]["model_index"],
     }
