@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.modeling_utils import unwrap_model
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
@@ -32,6 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has
 from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees
 from .data import validate_dataset, with_class_labels
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
+from .metrics import classification_metrics
 from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining, BrainMassModel
 from .output_folder import output_folder_lock
 from .processing_brainmass import BrainMassFeatureExtractor
@@ -572,22 +572,13 @@ def _classes_checked(train_dataset, eval_dataset, label_column: str, problem_typ
 
 
 def classification_compute_metrics(eval_pred) -> dict:
-    """Accuracy, balanced accuracy and AUC from logits ``(N, K)`` (AUC one-vs-rest macro for ``K > 2``; NaN when
-    the evaluation set holds one class)."""
+    """Accuracy, balanced accuracy and AUC from logits ``(N, K)`` through :func:`brainmass_hf.metrics
+    .classification_metrics`, the one definition evaluation uses too (binary AUC on the logit difference, one-vs-rest
+    macro for ``K > 2``; AUC and balanced accuracy NaN when the evaluation set holds one class)."""
     logits, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids)
     logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
-    metrics = {
-        "accuracy": float(accuracy_score(labels, logits.argmax(-1))),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, logits.argmax(-1))),
-        "auc": float("nan"),
-    }
-    if len(np.unique(labels)) > 1:
-        if logits.shape[1] == 2:
-            metrics["auc"] = float(roc_auc_score(labels, logits[:, 1] - logits[:, 0]))
-        elif len(np.unique(labels)) == logits.shape[1]:
-            probabilities = torch.softmax(torch.as_tensor(logits), -1).numpy()
-            metrics["auc"] = float(roc_auc_score(labels, probabilities, multi_class="ovr"))
-    return metrics
+    metrics = classification_metrics(labels, logits.argmax(-1), logits, labels=np.arange(logits.shape[1]))
+    return {name: metrics[name] for name in ("accuracy", "balanced_accuracy", "auc")}
 
 
 def _classification_model(source, label_kwargs: dict) -> BrainMassForConnectomeClassification:

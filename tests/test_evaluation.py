@@ -535,9 +535,25 @@ def test_evaluation_is_a_package_of_modules_under_700_lines():
 
     package = Path(ev.__file__).parent
     sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
-    assert {"features.py", "splits.py", "metrics.py", "protocols.py", "report.py", "tangent.py", "run.py",
-            "__init__.py"} <= set(sizes)
+    assert {"features.py", "splits.py", "protocols.py", "report.py", "tangent.py", "run.py", "__init__.py"} <= set(sizes)
     assert max(sizes.values()) <= 700, sizes
+
+
+def test_metrics_are_one_module_that_training_and_evaluation_share():
+    """Fine-tuning's Trainer metrics and evaluation's protocols compute accuracy, balanced accuracy and AUC with the
+    same function (binary AUC of the logit difference; NaN for a one-class evaluation set)."""
+    from types import SimpleNamespace
+
+    from brainmass_hf.metrics import classification_metrics
+    from brainmass_hf.training import classification_compute_metrics
+
+    logits = np.array([[0.2, 1.0], [1.5, -0.3], [0.1, 0.4], [2.0, 0.0], [0.0, 0.1]])
+    labels = np.array([1, 0, 0, 0, 1])
+    trainer = classification_compute_metrics(SimpleNamespace(predictions=logits, label_ids=labels))
+    evaluation = classification_metrics(labels, logits.argmax(-1), logits, labels=[0, 1])
+    assert trainer == {k: evaluation[k] for k in ("accuracy", "balanced_accuracy", "auc")}
+    one_class = classification_compute_metrics(SimpleNamespace(predictions=logits, label_ids=np.zeros(5, int)))
+    assert np.isnan(one_class["auc"]) and np.isnan(one_class["balanced_accuracy"])
 
 
 def test_training_does_not_import_evaluation():

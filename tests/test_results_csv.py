@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from brainmass_hf.evaluation.metrics import METRICS
+from brainmass_hf.metrics import METRICS
 from brainmass_hf.evaluation.protocols import run_few_shot, run_split_protocol
 from brainmass_hf.evaluation.report import TIDY_COLUMNS, EvaluationReport, tidy_rows, write_results_csv
 

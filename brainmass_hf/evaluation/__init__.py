@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from ..data import resolve_dataset
 from .features import FEATURES, VIEWS, FCSettings, extract_features, random_init_like, raw_fc_features
-from .metrics import METRICS, classification_metrics, format_mean_std, paired_difference, summarize
+from ..metrics import METRICS, classification_metrics, format_mean_std, paired_difference, summarize
 from .protocols import (
     CLASSIFIERS,
     METHOD_MODEL,

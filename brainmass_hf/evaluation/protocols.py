@@ -17,7 +17,7 @@ from sklearn.svm import SVC
 from tqdm.auto import tqdm
 
 from ..validation import describe_nonfinite
-from .metrics import METRICS, classification_metrics, summarize
+from ..metrics import METRICS, classification_metrics, summarize
 from .splits import _check_labels, _check_per_scan, few_shot_splits, repeated_stratified_splits, site_pairs
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from .metrics import METRICS, format_mean_std, paired_difference
+from ..metrics import METRICS, format_mean_std, paired_difference
 from .protocols import METHOD_MODEL, METHOD_RANDOM, METHOD_RAW_FC, METHOD_TANGENT, ProtocolResult
 
 __all__ = ["EvaluationReport", "roc_curve_data", "TIDY_COLUMNS", "tidy_rows", "write_results_csv", "card_rows"]
