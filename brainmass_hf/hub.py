@@ -340,6 +340,17 @@ def _results_section(facts: Mapping[str, Any], trained: bool) -> str:
     return "None: there are no weights to measure yet."
 
 
+def _never_seen_section(facts: Mapping[str, Any], trained: bool) -> str:
+    """What is known of this file's features on scans its pretraining never saw (``facts["never_seen"]``): the
+    numbers above are transductive, and a user's cohort is not."""
+    if not trained:
+        return "None: there are no weights to measure yet."
+    return facts.get("never_seen") or (
+        "Not measured for this file: every cohort in the results above was in its pretraining corpus (without labels), "
+        "so those numbers are transductive. Expect less on a cohort it never saw."
+    )
+
+
 def _mean_std(cell: str) -> tuple[float, float | None]:
     """``"0.690 ± 0.032"`` → ``(0.69, 0.032)``; ``"0.69"`` → ``(0.69, None)``."""
     parts = [p.strip() for p in str(cell).split("±")]
@@ -439,7 +450,8 @@ def render_model_card(
         min_transformers=MIN_TRANSFORMERS, transformers_tested=_transformers_tested(facts),
         pretraining_data=_data_section(facts),
         recipe=f"```bash\n{facts['recipe']}\n```" if facts.get("recipe") else "Not recorded for this checkpoint.",
-        results=_results_section(facts, trained), licence=_licence_text(facts),
+        results=_results_section(facts, trained), never_seen=_never_seen_section(facts, trained),
+        licence=_licence_text(facts),
     )
     return f"---\n{card_metadata(name, facts, trained).to_yaml()}\n---\n\n{body}"
 

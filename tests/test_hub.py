@@ -527,3 +527,18 @@ def test_dataset_push_to_hub_load_dataset_and_data_hub_id(local_hub, tmp_path):
     """
     assert "dataset-ok" in run_client(script, local_hub, tmp_path / "hf", tmp_path)
 
+
+
+def test_every_card_has_a_never_seen_section_and_the_released_small_reports_the_held_out_numbers(tmp_path):
+    """Issue 19: cards say what is known of scans the pretraining never saw (transductive numbers are not that)."""
+    for path in sorted((REPO_ROOT / "model_cards").glob("*.md")):
+        text = path.read_text()
+        section = text.split("## Scans never seen in pretraining", 1)[1].split("\n## ", 1)[0]
+        assert section.strip(), path.name
+    small = (REPO_ROOT / "checkpoints" / "brainmass-small-aal116" / "README.md").read_text()
+    never_seen = small.split("## Scans never seen in pretraining", 1)[1].split("\n## ", 1)[0]
+    assert "tangent" in never_seen and "NYU" in never_seen and "transductive" in never_seen
+    model = bm.BrainMassModel(tiny_config())
+    model.save_pretrained(tmp_path)
+    card = hub.render_model_card(model.config, facts={"results": None}, weights_file=tmp_path / "model.safetensors")
+    assert "Not measured for this file" in card  # a trained file without held-out numbers says so
