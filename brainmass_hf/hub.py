@@ -33,6 +33,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from transformers import TrainerCallback
 
 from .configuration_brainmass import BRAINMASS_PRESETS, FC_SETTING_NAMES, BrainMassConfig
+from .output_folder import LOCK_NAME
 from .processing_brainmass import BrainMassFeatureExtractor
 
 __all__ = [
@@ -557,7 +558,7 @@ def push_encoder(
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "checkpoint"
-        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "__pycache__", ".*"))
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "__pycache__", ".*", LOCK_NAME))
         keep_card = facts is None and (folder / "README.md").is_file()
         card = (folder / "README.md").read_text() if keep_card else None
         complete_checkpoint_folder(staged, card=card, facts=facts, repo_id=repo_id)

@@ -2,7 +2,7 @@
 
 :func:`check_output_folder` is the pre-flight check of every command that writes (a folder that cannot be created
 or written, or that another run holds, is reported before data is loaded or a model trained);
-:func:`output_folder_lock` is held by a training run for as long as it writes. The lock is ``<folder>/.brainmass.lock``
+:func:`output_folder_lock` is held by a training run for as long as it writes. The lock is ``<folder>/_brainmass.lock``
 holding the owner's PID, locked with ``fcntl.flock``: the kernel drops the lock when its process dies, so a lock file
 left by a killed run (a stale lock) never blocks the next one.
 """
@@ -22,7 +22,9 @@ except ImportError:  # Windows: no advisory locks; the folder is still checked f
 
 __all__ = ["LOCK_NAME", "OutputFolderError", "check_output_folder", "output_folder_lock"]
 
-LOCK_NAME = ".brainmass.lock"
+# the leading "_": the Trainer's Hub pushes of the output folder skip "_*" files (`ignore_patterns=["_*", ...]`), so a
+# run that pushes while it holds the lock never uploads it (tests/test_hub.py checks every pushed revision)
+LOCK_NAME = "_brainmass.lock"
 
 
 class OutputFolderError(OSError):
@@ -85,7 +87,7 @@ def check_output_folder(path: str | os.PathLike, flag: str = "--output_dir") -> 
 
 @contextlib.contextmanager
 def output_folder_lock(path: str | os.PathLike, flag: str = "--output_dir") -> Iterator[Path]:
-    """Hold ``<path>/.brainmass.lock`` while a run writes into ``path``; a second run fails at once.
+    """Hold ``<path>/_brainmass.lock`` while a run writes into ``path``; a second run fails at once.
 
     Only the main process of a distributed run (``RANK`` 0 or unset) takes the lock: the others write into the
     same folder as part of the same run. The lock file is removed on exit.
