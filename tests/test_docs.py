@@ -106,8 +106,15 @@ def write_user_files(folder: Path):
     (folder / "checkpoints").symlink_to(REPO / "checkpoints", target_is_directory=True)
 
 
+def _output_folder(words: list[str]) -> str | None:
+    """The folder a ``brainmass`` command writes (``--output-dir`` / ``--output_dir`` and their old spellings)."""
+    flags = {"--output-dir", "--output_dir", "--out"}
+    return next((words[i + 1] for i, word in enumerate(words[:-1]) if word in flags), None)
+
+
 def run_document(path: Path, folder: Path):
     namespace = {"__name__": "__doc_test__"}
+    skipped: list[str] = []  # output folders of commands skipped for want of ../shared: their readers are skipped too
     for index, (language, code, line) in enumerate(code_blocks(path)):
         where = f"{path.relative_to(REPO)}:{line}"
         if language == "python":
@@ -121,7 +128,9 @@ def run_document(path: Path, folder: Path):
                     assert path.name == "README.md" and index < SETUP_BLOCKS, where
                     continue
                 argv = [_shared_path(word) for word in words[1:]] + TINY_FLAGS[words[1]]
-                if any(word.startswith(SHARED_PREFIX) for word in words) and not SHARED.is_dir():
+                reads_skipped = any(word == out or word.startswith(f"{out}/") for out in skipped for word in words)
+                if (any(word.startswith(SHARED_PREFIX) for word in words) and not SHARED.is_dir()) or reads_skipped:
+                    skipped += [out] if (out := _output_folder(words)) else []
                     continue  # a command on the data kept outside the repo (../shared): only where it is present
                 if words[1] == "push":  # needs a Hub: the local Hub-protocol server
                     hub = LocalHub().start()
