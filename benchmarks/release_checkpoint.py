@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import cpu_model  # noqa: E402  (the benchmarks' one reader of the CPU's name)
 
 DEVFMRI = "bundled devfmri, child vs adult"
 ABIDE = "ABIDE-I 783-scan subset, ASD vs TC (site-stratified)"
@@ -46,17 +47,6 @@ WEIGHT_FILES = ("model.safetensors", "config.json", "preprocessor_config.json")
 def _slug(cohort: str) -> str:
     """A folder name for a cohort's evaluation output: ``"ABIDE-I ... (leave one site out)"`` → ``ABIDE-I_..._leave_one_site_out``."""
     return "".join(c if c.isalnum() or c in "-." else "_" for c in cohort).strip("_")
-
-
-def _cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def copy_encoder(encoder: Path, folder: Path) -> None:
@@ -173,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             "init. " + trained + " ".join(said)
         ),
         "rows": rows,
-        "machine": (f"{_cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}; "
+        "machine": (f"{cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}; "
                     + ", ".join(f"{s:.0f} s for {c}" for c, s in seconds.items())),
         "model_index": json.loads((a.repo_root / "model_cards" / "brainmass-small-aal116.json").read_text())[
             "results"]["model_index"],
