@@ -54,6 +54,8 @@ __all__ = [
     "min_scan_length",
     "spd_geometric_mean",
     "tangent_space",
+    "spd_inverse_sqrt",
+    "tangent_tokens",
     "sym_matrix_vector",
     "vector_sym_matrix",
 ]
@@ -615,9 +617,43 @@ def tangent_space(matrices, reference) -> torch.Tensor:
         ``(N, R, R)`` float64 symmetric matrices (nilearn's tangent connectivities before vectorising).
     """
     matrices = _check_spd(matrices, "matrices")
+    whitening = spd_inverse_sqrt(reference)
+    return _eigen_map(whitening @ matrices @ whitening, torch.log)
+
+
+def spd_inverse_sqrt(reference) -> torch.Tensor:
+    """``G^-1/2`` of one SPD matrix ``reference`` ``(R, R)``: the whitening :func:`tangent_tokens` applies. Float64,
+    symmetric; a clear error when ``reference`` is not positive definite."""
     reference = _check_spd(torch.as_tensor(reference)[None], "reference")[0]
     whitening = _eigen_map(reference, torch.rsqrt)
-    return _eigen_map(whitening @ matrices @ whitening, torch.log)
+    return 0.5 * (whitening + whitening.T)
+
+
+# Whitened FC eigenvalues below this (relative to 1) are floored before the logarithm: the model's forward checks no
+# values (no host sync), so a singular matrix that slipped past the entry-point checks gives a finite token, not -inf.
+TANGENT_EIGENVALUE_FLOOR = 1e-6
+
+
+def tangent_tokens(connectivity: torch.Tensor, whitening: torch.Tensor) -> torch.Tensor:
+    """The model's tangent-space input (``config.input_space="tangent"``): ``log(W C W)`` for each FC matrix ``C``.
+
+    The same numbers as :func:`tangent_space` with ``W = spd_inverse_sqrt(reference)``, batched in float32 (one
+    ``eigh`` per matrix, autocast off) and differentiable (gradient × input attributions go through it).
+    Eigenvalues of ``W C W`` are floored at :data:`TANGENT_EIGENVALUE_FLOOR`, so the map never gives NaN or Inf;
+    positive definiteness of given FC is checked at the entry points (``validation.validate_connectivity``).
+
+    Args:
+        connectivity: ``(batch_size, R, R)`` symmetric positive definite FC (Ledoit-Wolf).
+        whitening: ``(R, R)`` symmetric ``W``.
+    Returns:
+        ``(batch_size, R, R)`` symmetric, in ``connectivity``'s dtype.
+    """
+    with torch.autocast(device_type=connectivity.device.type, enabled=False):
+        w = whitening.to(device=connectivity.device, dtype=torch.float32)
+        whitened = w @ connectivity.float() @ w
+        whitened = 0.5 * (whitened + whitened.transpose(-1, -2))
+        tokens = _eigen_map(whitened, lambda values: values.clamp_min(TANGENT_EIGENVALUE_FLOOR).log())
+    return tokens.to(connectivity.dtype)
 
 
 def sym_matrix_vector(matrices) -> torch.Tensor:

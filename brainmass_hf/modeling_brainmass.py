@@ -8,7 +8,8 @@ Every model takes FC matrices ``connectivity`` of shape ``(batch_size, num_rois,
 ``time_series`` of shape ``(batch_size, num_timepoints, num_rois)`` with a boolean ``time_mask``
 ``(batch_size, num_timepoints)`` (the time points FC uses: the valid points of a padded batch, or the points a pFC
 view keeps); then FC is computed on the model's device with the checkpoint's own preprocessing (``config.fc_kind``,
-``config.fisher_z``). The models draw nothing (dropout aside): the pFC views and the masked ROIs of pretraining come
+``config.fisher_z``). ``BrainMassInputEmbeddings`` turns FC into the ROI tokens (``config.input_space``: the FC rows, or
+FC in the tangent space at a reference point saved with the weights). The models draw nothing (dropout aside): the pFC views and the masked ROIs of pretraining come
 in the batch, drawn by the data collators (``data_collator.py``), so an output is a function of the batch, in
 training and evaluation mode alike.
 """
@@ -32,12 +33,13 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees, read_json_beside
-from .connectivity import connectivity_view, connectivity_views, min_scan_length
+from .connectivity import connectivity_view, connectivity_views, min_scan_length, tangent_tokens
 from .validation import validate_connectivity, validate_time_series
 
 __all__ = [
     "BrainMassPreTrainingOutput",
     "BrainMassPreTrainedModel",
+    "BrainMassInputEmbeddings",
     "BrainMassModel",
     "BrainMassForPreTraining",
     "BrainMassForConnectomeClassification",
@@ -246,6 +248,27 @@ class BrainMassLayer(GradientCheckpointingLayer):
         return hidden_states, weights
 
 
+class BrainMassInputEmbeddings(nn.Module):
+    """FC ``(batch, R, R)`` → the ROI tokens ``(batch, R, R)`` the encoder reads, by ``config.input_space``:
+
+    * ``"correlation"`` (the paper): the FC rows as they are; no parameters, no buffers.
+    * ``"tangent"``: the rows of ``log(W C W)`` (:func:`brainmass_hf.connectivity.tangent_tokens`), ``W = G^-1/2``
+      for the reference point ``G``. ``whitening`` ``(R, R)`` is a persistent buffer (saved and loaded with the
+      weights, never trained), the identity until :meth:`BrainMassPreTrainedModel.set_tangent_reference` sets it.
+    """
+
+    def __init__(self, config: BrainMassConfig):
+        super().__init__()
+        self.input_space = config.input_space
+        if self.input_space == "tangent":
+            self.register_buffer("whitening", torch.eye(config.num_rois))
+
+    def forward(self, connectivity: torch.Tensor) -> torch.Tensor:
+        if self.input_space == "tangent":
+            return tangent_tokens(connectivity, self.whitening)
+        return connectivity
+
+
 class BrainMassEncoder(nn.Module):
     def __init__(self, config: BrainMassConfig):
         super().__init__()
@@ -334,6 +357,8 @@ class BrainMassPreTrainedModel(PreTrainedModel):
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, BrainMassInputEmbeddings) and module.input_space == "tangent":
+            init.copy_(module.whitening, torch.eye(module.whitening.shape[0]))
         elif isinstance(module, BrainMassForPreTraining):
             for token in (*module.prefix_tokens(), module.mask_embedding):
                 init.xavier_normal_(token)
@@ -382,7 +407,15 @@ class BrainMassPreTrainedModel(PreTrainedModel):
     def _after_loading(self, missing_keys: set[str], source: str, allow_partial_loading: bool):
         """Runs after every ``from_pretrained`` with the keys the checkpoint lacked (model-relative names)."""
         prefix = "" if isinstance(self, BrainMassModel) else f"{self.base_model_prefix}."
-        missing = sorted(k for k in missing_keys if k.startswith((f"{prefix}encoder.", f"{prefix}readout.")))
+        missing = sorted(k for k in missing_keys
+                         if k.startswith((f"{prefix}encoder.", f"{prefix}readout.", f"{prefix}embeddings.")))
+        if f"{prefix}embeddings.whitening" in missing and not allow_partial_loading:
+            raise ValueError(
+                f"The checkpoint {source} has no tangent reference (embeddings.whitening) but its config says "
+                "input_space='tangent': its tokens would be log C, not the tangent space it was trained in. Load it "
+                "with its own config, or pass allow_partial_loading=True and call set_tangent_reference (or "
+                "brainmass_hf.training.fit_tangent_reference) before use."
+            )
         if missing and not allow_partial_loading:
             layers = sorted({int(m.group(1)) for k in missing if (m := re.search(r"encoder\.layers\.(\d+)\.", k))})
             what = f"encoder layers {layers} (config num_hidden_layers={self.config.num_hidden_layers})" if layers \
@@ -392,6 +425,25 @@ class BrainMassPreTrainedModel(PreTrainedModel):
                 "config (do not override num_hidden_layers), or pass allow_partial_loading=True to from_pretrained "
                 "to keep them randomly initialised on purpose."
             )
+
+    @torch.no_grad()
+    def set_tangent_reference(self, reference, num_scans: int) -> None:
+        """Set the tangent reference point ``G`` ``(R, R)`` (SPD, e.g. the geometric mean of the pretraining scans'
+        FC) of every encoder in this model (online and target alike): their ``embeddings.whitening`` becomes
+        ``G^-1/2`` and ``config.tangent_reference_scans`` becomes ``num_scans``. Only for ``input_space="tangent"``."""
+        from .connectivity import spd_inverse_sqrt
+
+        if self.config.input_space != "tangent":
+            raise ValueError(f"set_tangent_reference needs input_space='tangent'; this model's is "
+                             f"{self.config.input_space!r}.")
+        r = self.config.num_rois
+        if tuple(torch.as_tensor(reference).shape) != (r, r):
+            raise ValueError(f"The tangent reference must be ({r}, {r}); got {tuple(torch.as_tensor(reference).shape)}.")
+        whitening = spd_inverse_sqrt(reference)
+        for module in self.modules():
+            if isinstance(module, BrainMassInputEmbeddings):
+                module.whitening.copy_(whitening.to(module.whitening.dtype))
+        self.config.tangent_reference_scans = int(num_scans)
 
     def _a_weight(self) -> torch.Tensor:
         """One weight, for the model's device and dtype (``self.device`` walks every parameter on each call)."""
@@ -419,7 +471,8 @@ class BrainMassPreTrainedModel(PreTrainedModel):
             return (tensor.float() if tensor.is_floating_point() and tensor.dtype != torch.float64 else tensor).numpy()
 
         if connectivity is not None:
-            validate_connectivity(host(connectivity), [f"batch item {k}" for k in range(connectivity.shape[0])])
+            validate_connectivity(host(connectivity), [f"batch item {k}" for k in range(connectivity.shape[0])],
+                                  positive_definite=self.config.input_space == "tangent")
             return
         scans = list(host(time_series))
         if time_mask is not None:  # the valid points only: padding may hold anything
@@ -464,6 +517,7 @@ class BrainMassModel(BrainMassPreTrainedModel):
 
     def __init__(self, config: BrainMassConfig):
         super().__init__(config)
+        self.embeddings = BrainMassInputEmbeddings(config)
         self.encoder = BrainMassEncoder(config)
         self.readout = BrainMassReadout(config)
         self.post_init()
@@ -474,6 +528,7 @@ class BrainMassModel(BrainMassPreTrainedModel):
         connectivity: torch.Tensor | None = None,
         time_series: torch.Tensor | None = None,
         time_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> BaseModelOutputWithPooling:
@@ -485,13 +540,17 @@ class BrainMassModel(BrainMassPreTrainedModel):
                 (a pFC view comes from the collator as a ``time_mask``: ``DataCollatorForConnectomeClassification``).
             time_mask: bool ``(batch_size, num_timepoints)``, the time points FC uses (``True`` = use): the valid
                 points of a padded batch, or those of a pFC view. Default: all.
+            inputs_embeds: alternatively the ROI tokens ``(batch_size, num_rois, num_rois)`` themselves, what
+                ``self.embeddings`` makes of FC (equal to FC unless ``config.input_space="tangent"``); shape checked,
+                values not.
             output_attentions: return per-layer attention maps ``(batch_size, heads, num_rois, num_rois)``
                 (computed with eager attention).
-            output_hidden_states: return the input and every layer's output ``(batch_size, num_rois, num_rois)``.
+            output_hidden_states: return the input tokens and every layer's output ``(batch_size, num_rois, num_rois)``.
             return_dict: ``False`` gives a tuple (handled by ``can_return_tuple``).
         Raises:
             BrainMassDataError: in eval mode only (not traced or compiled), input values that would give NaN or
-                meaningless features: connectivity with NaN/Inf or values above 1e15 in size or not symmetric;
+                meaningless features: connectivity with NaN/Inf or values above 1e15 in size or not symmetric (or,
+                with ``input_space="tangent"``, not positive definite);
                 time series (their ``time_mask`` points) with NaN/Inf, values above 1e15, every ROI constant, or too
                 few time points. Checked by :mod:`brainmass_hf.validation`, as the feature extractor does; the training
                 forward checks shapes only (no host synchronisation).
@@ -503,8 +562,14 @@ class BrainMassModel(BrainMassPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        connectivity = self._connectivity_from_inputs(connectivity, time_series, time_mask)
-        last, hidden, attentions = self.encoder(connectivity, output_attentions, output_hidden_states)
+        if inputs_embeds is not None:
+            if connectivity is not None or time_series is not None:
+                raise ValueError("Pass exactly one of connectivity, time_series or inputs_embeds.")
+            _check_connectivity_shape(inputs_embeds, self.config, "inputs_embeds")
+            tokens = inputs_embeds.to(self._a_weight().dtype)
+        else:
+            tokens = self.embeddings(self._connectivity_from_inputs(connectivity, time_series, time_mask))
+        last, hidden, attentions = self.encoder(tokens, output_attentions, output_hidden_states)
         return BaseModelOutputWithPooling(
             last_hidden_state=last, pooler_output=self.readout(last), hidden_states=hidden, attentions=attentions
         )
@@ -731,14 +796,18 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         if batch < 2 and self.training:
             raise ValueError("Pretraining needs at least 2 scans per batch (BatchNorm in the heads).")
 
+        # The ROI tokens of both views (FC rows, or their tangent-space map: config.input_space), made once and read by
+        # every objective; the target encoder's reference point is the online one's (set together, never trained).
+        tokens = self.brainmass.embeddings(torch.cat([view1, view2]))
+        view1 = tokens[:batch]
         # LRA: both views through the online encoder in one pass (no batch interaction in a transformer);
         # projection/predictor per view, so BatchNorm sees each view on its own, as in the authors' code.
-        online = self.brainmass(connectivity=torch.cat([view1, view2])).pooler_output
+        online = self.brainmass(inputs_embeds=tokens).pooler_output
         projection1 = self.projection(online[:batch])
         pred1 = self.predictor(projection1)
         pred2 = self.predictor(self.projection(online[batch:]))
         with torch.no_grad():
-            target = self.target_encoder(connectivity=torch.cat([view1, view2])).pooler_output
+            target = self.target_encoder(inputs_embeds=tokens).pooler_output
             target1 = self.target_projection(target[:batch])
             target2 = self.target_projection(target[batch:])
         lra_loss = (self._alignment_loss(pred1, target2) + self._alignment_loss(pred2, target1)).mean()

@@ -211,11 +211,14 @@ def raw_fc_features(
 def random_init_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """The same architecture and config as `model`'s encoder, with fresh weights drawn under `seed`.
 
-    It lands on the device and dtype of `model`; the global torch RNG is left untouched.
+    What is fitted to data rather than trained (the tangent reference of `input_space="tangent"`,
+    `embeddings.whitening`) is copied, so the twin reads the same tokens and differs only by its weights. It lands
+    on the device and dtype of `model`; the global torch RNG is left untouched.
     """
     encoder = _encoder_of(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         fresh = type(encoder)(encoder.config)
+    fresh.embeddings.load_state_dict(encoder.embeddings.state_dict())
     parameter = next(encoder.parameters())
     return fresh.to(parameter.device, parameter.dtype).eval()

@@ -15,6 +15,8 @@ FC_SETTING_NAMES = ("fc_kind", "fisher_z", "pfc_drop_ratio", "pfc_mask_way", "pf
 # Everything preprocessor_config.json repeats from config.json. The config owns them: the feature extractor is built
 # from it (BrainMassFeatureExtractor.from_config), and a folder whose two files disagree does not load.
 PREPROCESSOR_SETTING_NAMES = ("num_rois", *FC_SETTING_NAMES, "atlas_name", "roi_names")
+# What the ROI tokens are: FC rows (the paper) or rows of FC in the tangent space at a fitted reference point.
+INPUT_SPACES = ("correlation", "tangent")
 
 
 # Paper presets (BrainMass, IEEE TMI 2024, Table I) for R = 100 ROIs: layers, heads, feed-forward size.
@@ -93,6 +95,17 @@ class BrainMassConfig(PreTrainedConfig):
             (a random contiguous window keeping as many points as ``"drop"``: the two views of a scan then come
             from different, overlapping time spans; ``pfc_drop_ratio=0.5`` halves them).
         pfc_crop_length (`int`, defaults to 30).
+        input_space (`str`, defaults to ``"correlation"``): what the ROI tokens are. ``"correlation"`` (the paper):
+            the rows of the FC matrix ``C``. ``"tangent"``: the rows of ``log(W C W)``, FC in the tangent space at a
+            reference point ``G`` with ``W = G^-1/2`` (Varoquaux et al., MICCAI 2010; Dadi et al., NeuroImage 2019:
+            the strongest classical connectome pipeline). ``W`` is a buffer of the model (``embeddings.whitening``,
+            saved with the weights), fitted once to the geometric mean of the pretraining scans' FC
+            (:func:`brainmass_hf.training.fit_tangent_reference`, which ``pretrain`` calls), so every input (FC
+            given, time series, pFC views, the feature extractor's output) is mapped the same way in pretraining and
+            inference. Needs ``fc_kind="ledoit_wolf"`` and ``fisher_z=False`` (positive definite FC). Not a
+            setting of the paper.
+        tangent_reference_scans (`int`, defaults to 0): how many scans the tangent reference ``G`` was fitted on; 0
+            means it is still the identity (``log C``, the log-Euclidean map). Set by ``fit_tangent_reference``.
         min_timepoints (`int`, defaults to 10): fewest time points a pFC view may keep (at least 2); shorter
             scans are rejected with an error that names them. With ``pfc_mask_way="crop"``, ``pfc_crop_length``
             must be at least this.
@@ -145,6 +158,8 @@ class BrainMassConfig(PreTrainedConfig):
     pfc_mask_way: str = "drop"
     pfc_crop_length: int = 30
     min_timepoints: int = 10
+    input_space: str = "correlation"
+    tangent_reference_scans: int = 0
     atlas_name: str | None = None
     roi_names: list[str] | None = None
     classifier_hidden_sizes: list[int] | tuple[int, ...] = (256, 32)
@@ -191,6 +206,7 @@ class BrainMassConfig(PreTrainedConfig):
         if self.num_prefix_tokens not in (0, 1, 2):
             raise ValueError(f"num_prefix_tokens must be 0, 1 (cls) or 2 (cls + dist); got {self.num_prefix_tokens}.")
         check_fc_settings(self)
+        self._check_input_space()
         for name in ("mrm_num_masked", "mrc_num_masked"):
             k = getattr(self, name)
             if not 1 <= k <= self.num_rois:
@@ -199,6 +215,19 @@ class BrainMassConfig(PreTrainedConfig):
             raise ValueError(f"mask_roi_columns must be True or False; got {self.mask_roi_columns!r}.")
         if self.roi_names is not None and len(self.roi_names) != self.num_rois:
             raise ValueError(f"roi_names has {len(self.roi_names)} names but num_rois={self.num_rois}.")
+
+    def _check_input_space(self):
+        if self.input_space not in INPUT_SPACES:
+            raise ValueError(f"input_space must be one of {INPUT_SPACES}; got {self.input_space!r}.")
+        if isinstance(self.tangent_reference_scans, bool) or not isinstance(self.tangent_reference_scans, int) \
+                or self.tangent_reference_scans < 0:
+            raise ValueError(f"tangent_reference_scans must be a non-negative integer; got "
+                             f"{self.tangent_reference_scans!r}.")
+        if self.input_space == "tangent" and (self.fc_kind != "ledoit_wolf" or self.fisher_z):
+            raise ValueError(
+                f"input_space='tangent' maps FC by its matrix logarithm, which needs positive definite FC: use "
+                f"fc_kind='ledoit_wolf' and fisher_z=False (got fc_kind={self.fc_kind!r}, fisher_z={self.fisher_z})."
+            )
 
     @property
     def hidden_size(self) -> int:
@@ -284,5 +313,5 @@ def _normalised(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS", "FC_SETTING_NAMES", "PREPROCESSOR_SETTING_NAMES",
+__all__ = ["BrainMassConfig", "BRAINMASS_PRESETS", "FC_SETTING_NAMES", "INPUT_SPACES", "PREPROCESSOR_SETTING_NAMES",
            "check_fc_settings", "check_preprocessor_agrees", "read_json_beside"]

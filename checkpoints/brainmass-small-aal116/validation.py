@@ -275,15 +275,21 @@ def validate_connectivity(
     ids: Sequence[str] | None = None,
     *,
     num_rois: int | None = None,
+    positive_definite: bool = False,
 ) -> np.ndarray:
     """Check FC matrices given directly (one ``(R, R)`` or a batch ``(N, R, R)``, array or list).
+
+    Args:
+        positive_definite: also require every matrix to be positive definite (a model with
+            ``input_space="tangent"`` takes the matrix logarithm of its input).
 
     Returns:
         float32 ``(N, R, R)``.
 
     Raises:
         BrainMassDataError: naming every bad matrix: not square, R other than ``num_rois``, complex or non-numeric,
-            NaN/Inf, beyond float32 range or above 1e15 in size, or not symmetric (relative tolerance 1e-4).
+            NaN/Inf, beyond float32 range or above 1e15 in size, not symmetric (relative tolerance 1e-4), or (with
+            ``positive_definite``) a smallest eigenvalue at or below 0.
     """
     a, problem = _as_numeric(matrices)
     if problem is not None:
@@ -317,6 +323,16 @@ def validate_connectivity(
             "computed from time series (BrainMassFeatureExtractor or brainmass_hf.connectivity), not a directed or "
             "transposed-and-cropped matrix."
         )
+    if positive_definite:
+        smallest = np.linalg.eigvalsh(a.astype(np.float64))[:, 0]
+        singular = [f"{i!r} (smallest eigenvalue {v:.3g})" for i, v in zip(ids, smallest) if not v > 0]
+        if singular:
+            raise BrainMassDataError(
+                f"Connectivity is not positive definite: {_join_problems(singular)}. This model maps FC to the "
+                "tangent space (input_space='tangent'), which needs positive definite matrices: compute FC with "
+                "Ledoit-Wolf shrinkage (fc_kind='ledoit_wolf', what BrainMassFeatureExtractor does), or pass the time "
+                "series instead; plain correlation of a scan with fewer time points than ROIs is singular."
+            )
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
