@@ -34,6 +34,7 @@ __all__ = [
     "DataCollatorForConnectomeClassification",
     "draw_pretraining_choices",
     "random_masked_roi_indices",
+    "random_mixup_choices",
 ]
 
 _PLACES = ("model", "collator")
@@ -54,9 +55,23 @@ def random_masked_roi_indices(
     return scores.topk(num_masked, dim=1).indices
 
 
+def random_mixup_choices(batch_size: int, alpha: float, device=None,
+                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """FC mixup partners and weights (``config.fc_mixup_alpha``): ``mixup_permutation`` ``(batch_size,)`` long (scan
+    ``i`` is mixed with scan ``permutation[i]``) and ``mixup_lambdas`` ``(batch_size,)`` float32, ``Beta(alpha,
+    alpha)`` draws. The Beta draws come from a numpy generator seeded by one draw of ``generator``, so the batch's
+    one generator decides everything."""
+    permutation = torch.randperm(batch_size, generator=generator, device="cpu")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device="cpu"))
+    lambdas = np.random.default_rng(seed).beta(alpha, alpha, size=batch_size)
+    return {"mixup_permutation": permutation.to(device),
+            "mixup_lambdas": torch.as_tensor(lambdas, dtype=torch.float32, device=device)}
+
+
 def draw_pretraining_choices(time_mask: torch.Tensor, settings, generator: torch.Generator | None = None, *,
                              num_rois: int | None = None, mrm_num_masked: int | None = None,
-                             mrc_num_masked: int | None = None) -> dict[str, torch.Tensor]:
+                             mrc_num_masked: int | None = None,
+                             fc_mixup_alpha: float | None = None) -> dict[str, torch.Tensor]:
     """Every random choice of one pretraining step, for a padded batch (what :class:`DataCollatorForPseudoFC` puts in
     its batches; call it yourself to feed :class:`~brainmass_hf.BrainMassForPreTraining` a batch you built).
 
@@ -64,23 +79,29 @@ def draw_pretraining_choices(time_mask: torch.Tensor, settings, generator: torch
         time_mask: bool ``(batch_size, num_timepoints)``, the valid points of each scan.
         settings: a ``BrainMassConfig`` (or anything with its ``pfc_*`` fields; then pass the counts below).
         generator: the ``torch.Generator`` drawn from (the global RNG when None).
-        num_rois, mrm_num_masked, mrc_num_masked: default to ``settings``' fields of those names.
+        num_rois, mrm_num_masked, mrc_num_masked, fc_mixup_alpha: default to ``settings``' fields of those names
+            (``fc_mixup_alpha``: 0 when ``settings`` has none).
     Returns:
         ``view_time_masks`` bool ``(batch_size, 2, num_timepoints)`` (the points each pFC view keeps, e.g.
         ``int(pfc_drop_ratio * T)`` of a scan's ``T`` valid points dropped per view, uniformly, not contiguous),
         ``mrm_masked_roi_indices`` ``(batch_size, mrm_num_masked)`` and ``mrc_masked_roi_indices``
-        ``(batch_size, mrc_num_masked)`` (distinct ROIs per scan), drawn in that order.
+        ``(batch_size, mrc_num_masked)`` (distinct ROIs per scan), drawn in that order; with ``fc_mixup_alpha``
+        above 0, then ``mixup_permutation`` and ``mixup_lambdas`` (:func:`random_mixup_choices`).
     """
     time_mask = torch.as_tensor(time_mask).bool()
     batch, device = time_mask.shape[0], time_mask.device
     r = num_rois or settings.num_rois
     mrm = mrm_num_masked or settings.mrm_num_masked
     mrc = mrc_num_masked or settings.mrc_num_masked
-    return {
+    alpha = getattr(settings, "fc_mixup_alpha", 0.0) if fc_mixup_alpha is None else fc_mixup_alpha
+    choices = {
         "view_time_masks": pseudo_fc_time_masks(time_mask, settings=settings, num_views=2, generator=generator),
         "mrm_masked_roi_indices": random_masked_roi_indices(batch, r, mrm, device, generator),
         "mrc_masked_roi_indices": random_masked_roi_indices(batch, r, mrc, device, generator),
     }
+    if alpha > 0:
+        choices.update(random_mixup_choices(batch, alpha, device, generator))
+    return choices
 
 
 def _padded_scans(feature_extractor: BrainMassFeatureExtractor, features: list[dict], pfc: bool):
@@ -119,6 +140,8 @@ class DataCollatorForPseudoFC:
             RNG (seeded per DataLoader worker by torch). ``BrainMassPretrainingTrainer`` seeds each batch itself.
         mrm_num_masked / mrc_num_masked (defaults 5 / 10): ROIs masked per scan; must equal the model config's
             (the model checks the shapes).
+        fc_mixup_alpha (default 0): the model config's; above 0 the batches also hold ``mixup_permutation`` and
+            ``mixup_lambdas`` ``(B,)``.
     """
 
     feature_extractor: BrainMassFeatureExtractor
@@ -126,9 +149,12 @@ class DataCollatorForPseudoFC:
     generator: torch.Generator | None = None
     mrm_num_masked: int = 5
     mrc_num_masked: int = 10
+    fc_mixup_alpha: float = 0.0
 
     def __post_init__(self):
         _check_choice("compute_fc_on", self.compute_fc_on, _PLACES)
+        if not 0.0 <= self.fc_mixup_alpha < float("inf"):
+            raise ValueError(f"fc_mixup_alpha must be a finite number >= 0; got {self.fc_mixup_alpha}.")
         for name in ("mrm_num_masked", "mrc_num_masked"):
             if not 1 <= getattr(self, name) <= self.feature_extractor.num_rois:
                 raise ValueError(f"{name}={getattr(self, name)} must be between 1 and the feature extractor's "
@@ -138,13 +164,14 @@ class DataCollatorForPseudoFC:
     def from_config(cls, config: BrainMassConfig, **kwargs) -> "DataCollatorForPseudoFC":
         """The collator that draws what a model with ``config`` expects (feature extractor and masked-ROI counts)."""
         return cls(BrainMassFeatureExtractor.from_config(config), mrm_num_masked=config.mrm_num_masked,
-                   mrc_num_masked=config.mrc_num_masked, **kwargs)
+                   mrc_num_masked=config.mrc_num_masked, fc_mixup_alpha=config.fc_mixup_alpha, **kwargs)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         time_series, time_mask = _padded_scans(self.feature_extractor, features, pfc=True)
         fe = self.feature_extractor
         choices = draw_pretraining_choices(time_mask, fe, self.generator, num_rois=fe.num_rois,
-                                           mrm_num_masked=self.mrm_num_masked, mrc_num_masked=self.mrc_num_masked)
+                                           mrm_num_masked=self.mrm_num_masked, mrc_num_masked=self.mrc_num_masked,
+                                           fc_mixup_alpha=self.fc_mixup_alpha)
         if self.compute_fc_on == "model":
             return {"time_series": time_series, "time_mask": time_mask, **choices}
         views = connectivity_views(time_series, time_mask, settings=fe, view_time_masks=choices.pop("view_time_masks"))

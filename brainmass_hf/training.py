@@ -393,7 +393,7 @@ class BrainMassPretrainingTrainer(BrainMassTrainer):
                 processing_class = BrainMassFeatureExtractor.from_config(config)
             data_collator = DataCollatorForPseudoFC(
                 processing_class, getattr(args, "compute_fc_on", "model"), mrm_num_masked=config.mrm_num_masked,
-                mrc_num_masked=config.mrc_num_masked,
+                mrc_num_masked=config.mrc_num_masked, fc_mixup_alpha=config.fc_mixup_alpha,
             )
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset, **kwargs)
         present = {type(c) for c in self.callback_handler.callbacks}
