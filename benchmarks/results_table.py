@@ -11,6 +11,9 @@ differences with raw FC, tangent_fc and random init (model − baseline on the s
 Baselines get rows of their own (from the first file; with several seeds their numbers are the same whenever the
 seeds share the pFC settings, since the views and splits depend only on the evaluation seed).
 
+``--versus LABEL`` adds a column: each setting's paired difference with setting LABEL (seed k with seed k, the same
+splits), e.g. a variant against the recipe it changes.
+
 Example::
 
     python benchmarks/results_table.py "released small=eval/released/results.json" --protocol paper
@@ -54,8 +57,10 @@ def _auc(splits: list[dict]) -> dict:
     return {"mean": values.mean(), "std": values.std(ddof=1) if values.size > 1 else 0.0}
 
 
-def rows(label: str, paths: list[Path], protocol: str, with_baselines: bool) -> list[str]:
-    """The Markdown rows of one setting: the model's, then (with `with_baselines`) each baseline's."""
+def rows(label: str, paths: list[Path], protocol: str, with_baselines: bool,
+         versus: list[dict] | None = None, is_versus: bool = False) -> list[str]:
+    """The Markdown rows of one setting: the model's, then (with `with_baselines`) each baseline's. `versus`: the
+    reports of the setting the model rows are also compared with (seed by seed), for the `--versus` column."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
     methods = [(METHOD_MODEL, label)] + ([(m, m) for m in BASELINES] if with_baselines else [])
     lines = []
@@ -68,6 +73,10 @@ def rows(label: str, paths: list[Path], protocol: str, with_baselines: bool) -> 
             other = [_splits(r, protocol, baseline) for r in reports[: len(per_seed)]]
             cells.append("—" if baseline == method or any(o is None for o in other) else
                          _cell([paired_difference(s, o) for s, o in zip(per_seed, other)], signed=True))
+        if versus is not None:
+            other = [_splits(r, protocol, METHOD_MODEL) for r in versus]
+            cells.append("—" if method != METHOD_MODEL or is_versus or len(other) != len(per_seed) else
+                         _cell([paired_difference(s, o) for s, o in zip(per_seed, other)], signed=True))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(per_seed)} | {len(per_seed[0])} |")
     return lines
 
@@ -77,14 +86,24 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("settings", nargs="+", help="LABEL=PATH[,PATH...] (results.json per seed)")
     parser.add_argument("--protocol", default="paper")
     parser.add_argument("--baselines-of", default=None, help="LABEL whose baselines get rows (default: the first)")
+    parser.add_argument("--versus", default=None, help="LABEL: add a column of paired differences with that setting")
     args = parser.parse_args(argv)
-    header = ["| method | AUC mean ± std | Δ vs raw FC | Δ vs tangent_fc | Δ vs random init | seeds | splits |",
-              "|---|---|---|---|---|---|---|"]
+    settings = [(label, [Path(p) for p in paths.split(",")])
+                for label, _, paths in (item.partition("=") for item in args.settings)]
+    versus = None
+    if args.versus is not None:
+        found = [paths for label, paths in settings if label == args.versus]
+        if not found:
+            parser.error(f"--versus {args.versus!r} is not one of the settings' labels.")
+        versus = [json.loads(p.read_text()) for p in found[0]]
+    extra = [f"Δ vs {args.versus}"] if versus is not None else []
+    header = ["| " + " | ".join(["method", "AUC mean ± std", "Δ vs raw FC", "Δ vs tangent_fc", "Δ vs random init",
+                                 *extra, "seeds", "splits"]) + " |",
+              "|" + "---|" * (7 + len(extra))]
     lines = []
-    for index, item in enumerate(args.settings):
-        label, _, paths = item.partition("=")
+    for index, (label, paths) in enumerate(settings):
         with_baselines = label == args.baselines_of if args.baselines_of else index == 0
-        lines += rows(label, [Path(p) for p in paths.split(",")], args.protocol, with_baselines)
+        lines += rows(label, paths, args.protocol, with_baselines, versus=versus, is_versus=label == args.versus)
     text = "\n".join(header + lines)
     print(text)
     return text

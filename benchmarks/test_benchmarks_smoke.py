@@ -302,6 +302,15 @@ def test_results_table_pairs_each_seed_with_its_own_baselines(tmp_path):
     text = _load("results_table").main([f"tiny={tmp_path / 's0.json'},{tmp_path / 's1.json'}"])
     row = next(line for line in text.splitlines() if line.startswith("| tiny |"))
     assert row == "| tiny | 0.800 ± 0.141 | +0.200 ± 0.141 | — | — | 2 | 2 |"
+    # --versus: a variant against the recipe it changes, seed k with seed k over the same splits
+    (tmp_path / "v0.json").write_text(report([0.7, 0.8], [0.5, 0.7]))
+    (tmp_path / "v1.json").write_text(report([0.8, 1.2], [0.5, 0.7]))
+    text = _load("results_table").main([f"tiny={tmp_path / 's0.json'},{tmp_path / 's1.json'}",
+                                        f"variant={tmp_path / 'v0.json'},{tmp_path / 'v1.json'}", "--versus", "tiny"])
+    rows = {line.split(" | ")[0]: line for line in text.splitlines()}
+    assert "Δ vs tiny" in text.splitlines()[0]
+    assert rows["| tiny"].endswith("| — | 2 | 2 |")
+    assert rows["| variant"] == "| variant | 0.875 ± 0.177 | +0.275 ± 0.177 | — | — | +0.075 ± 0.035 | 2 | 2 |"
 
 
 @pytest.mark.slow  # about 30 s: one tiny encoder through the release path on 60 devfmri scans

@@ -79,6 +79,13 @@ class BrainMassConfig(PreTrainedConfig):
             every visible token for each masked ROI ``i``. FC is symmetric, so with `False` (the authors') the
             masked row stays readable from the visible tokens' columns; `True` hides it. Targets stay the
             original rows either way.
+        fc_mixup_alpha (`float`, defaults to 0.0): FC mixup in latent alignment (off at 0; not in the paper). When
+            above 0, each step also mixes every scan's view-1 tokens with those of another scan of the batch,
+            ``λ · x_i + (1 − λ) · x_j`` with ``λ ~ Beta(α, α)`` per scan (mixup, Zhang et al., ICLR 2018), and the
+            online prediction of the mixed input is aligned with both targets in proportion,
+            ``λ · d(p_mix, z_i) + (1 − λ) · d(p_mix, z_j)`` (Un-Mix, Shen et al., AAAI 2022); ``lra_loss`` is then
+            the mean of the usual symmetric loss and this mixed loss (scaled to the same two-direction size). The
+            collator draws the partners and the weights (``mixup_permutation``, ``mixup_lambdas``).
         lra_loss_weight / mrc_loss_weight / mrm_loss_weight (defaults 1.0 / 0.1 / 2.0): total loss
             ``lra + 0.1 * infonce + 2 * mrm``, the authors' config.
         ema_momentum (`float`, defaults to 0.996): target network ``θ_t ← m θ_t + (1 − m) θ_online`` after every
@@ -147,6 +154,7 @@ class BrainMassConfig(PreTrainedConfig):
     mrm_num_masked: int = 5
     mrc_num_masked: int = 10
     mask_roi_columns: bool = False
+    fc_mixup_alpha: float = 0.0
     lra_loss_weight: float = 1.0
     mrc_loss_weight: float = 0.1
     mrm_loss_weight: float = 2.0
@@ -211,6 +219,9 @@ class BrainMassConfig(PreTrainedConfig):
             k = getattr(self, name)
             if not 1 <= k <= self.num_rois:
                 raise ValueError(f"{name}={k} must be between 1 and num_rois={self.num_rois}.")
+        if isinstance(self.fc_mixup_alpha, bool) or not isinstance(self.fc_mixup_alpha, (int, float)) \
+                or not 0.0 <= self.fc_mixup_alpha < float("inf"):
+            raise ValueError(f"fc_mixup_alpha must be a finite number >= 0 (0 = no mixup); got {self.fc_mixup_alpha!r}.")
         if not isinstance(self.mask_roi_columns, bool):
             raise ValueError(f"mask_roi_columns must be True or False; got {self.mask_roi_columns!r}.")
         if self.roi_names is not None and len(self.roi_names) != self.num_rois:

@@ -740,6 +740,30 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
                                    view_time_masks=view_time_masks.to(time_series.device))
         return views[0].to(dtype), views[1].to(dtype)
 
+    def _mixup_alignment_loss(self, tokens: torch.Tensor, target2: torch.Tensor, permutation, lambdas) -> torch.Tensor:
+        """Un-Mix latent alignment (``config.fc_mixup_alpha > 0``): view-1 tokens ``tokens[:B]`` mixed across scans,
+        ``λ_i x_i + (1 − λ_i) x_π(i)``, through the online network; its prediction is aligned with scan ``i``'s
+        view-2 target ``target2`` ``(B, P)`` by ``λ_i`` and with scan ``π(i)``'s by ``1 − λ_i``. Returns the batch
+        mean (a scalar)."""
+        batch = target2.shape[0]
+        if permutation is None or lambdas is None:
+            raise ValueError(
+                "config.fc_mixup_alpha > 0 needs mixup_permutation and mixup_lambdas (batch_size,) in the batch: "
+                "build the collator with DataCollatorForPseudoFC.from_config(model.config) (or pass "
+                "fc_mixup_alpha=config.fc_mixup_alpha), or draw them with brainmass_hf.draw_pretraining_choices."
+            )
+        if tuple(permutation.shape) != (batch,) or tuple(lambdas.shape) != (batch,):
+            raise ValueError(f"mixup_permutation and mixup_lambdas must have shape (batch_size,) = ({batch},); got "
+                             f"{tuple(permutation.shape)} and {tuple(lambdas.shape)}.")
+        permutation = permutation.to(device=tokens.device, dtype=torch.long)
+        weight = lambdas.to(device=tokens.device, dtype=tokens.dtype)
+        view1 = tokens[:batch]
+        mixed = weight[:, None, None] * view1 + (1.0 - weight[:, None, None]) * view1[permutation]
+        prediction = self.predictor(self.projection(self.brainmass(inputs_embeds=mixed).pooler_output))
+        loss = weight * self._alignment_loss(prediction, target2) + \
+            (1.0 - weight) * self._alignment_loss(prediction, target2[permutation])
+        return loss.mean()
+
     def _masked_roi_indices(self, indices, name: str, num_masked: int, batch: int, device) -> torch.LongTensor:
         """``indices`` ``(batch, num_masked)`` on ``device``, shape-checked against the config."""
         if indices is None:
@@ -765,6 +789,8 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
         view_time_masks: torch.Tensor | None = None,
         mrm_masked_roi_indices: torch.LongTensor | None = None,
         mrc_masked_roi_indices: torch.LongTensor | None = None,
+        mixup_permutation: torch.LongTensor | None = None,
+        mixup_lambdas: torch.Tensor | None = None,
     ) -> BrainMassPreTrainingOutput:
         """
         The random choices of the step come in the batch (:class:`~brainmass_hf.DataCollatorForPseudoFC` draws
@@ -781,6 +807,9 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
                 host.
             mrm_masked_roi_indices: ``(batch_size, mrm_num_masked)`` distinct ROIs hidden for reconstruction.
             mrc_masked_roi_indices: ``(batch_size, mrc_num_masked)`` distinct ROIs hidden for classification.
+            mixup_permutation, mixup_lambdas: ``(batch_size,)`` each, only with ``config.fc_mixup_alpha > 0``: scan
+                ``i``'s view-1 tokens are mixed with those of scan ``mixup_permutation[i]`` with weight
+                ``mixup_lambdas[i]`` on its own (see ``BrainMassConfig.fc_mixup_alpha``).
             return_dict: ``False`` gives a tuple.
         Returns:
             :class:`BrainMassPreTrainingOutput` with the total ``loss`` and every part.
@@ -811,6 +840,9 @@ class BrainMassForPreTraining(BrainMassPreTrainedModel):
             target1 = self.target_projection(target[:batch])
             target2 = self.target_projection(target[batch:])
         lra_loss = (self._alignment_loss(pred1, target2) + self._alignment_loss(pred2, target1)).mean()
+        if cfg.fc_mixup_alpha > 0:
+            mixed_loss = self._mixup_alignment_loss(tokens, target2, mixup_permutation, mixup_lambdas)
+            lra_loss = 0.5 * (lra_loss + 2.0 * mixed_loss)
 
         # MRM and MRC: both masked sequences of view 1 through the online layers in one pass (no readout).
         mrm_tokens, mrc_tokens = self._mask_tokens(view1, mrm_indices), self._mask_tokens(view1, mrc_indices)
