@@ -398,3 +398,46 @@ def test_explain_agreement_compares_both_rankings_on_the_same_splits(tmp_path):
     assert -1.0 <= result["spearman_all"] <= 1.0 and 0 <= result["top5_overlap"] <= 5
     assert len(result["old_top"]) == len(result["new_top"]) == 5
     assert "Spearman" in (tmp_path / "a.md").read_text()
+
+
+def test_recentre_diagnostic_fits_each_split_on_its_training_scans_and_restores_the_saved_reference(tmp_path):
+    """Synthetic labelled scans and a tiny tangent encoder: four rows (encoder / twin × saved / per-split reference),
+    each with one AUC per split, and the encoder folder's reference is what the diagnostic leaves in the model."""
+    import datasets
+
+    from brainmass_hf import BrainMassConfig, BrainMassModel
+    from brainmass_hf.connectivity import functional_connectivity, spd_geometric_mean
+
+    rng = np.random.default_rng(0)
+    scans = [rng.standard_normal((50, 8)).astype(np.float32) for _ in range(24)]
+    data = datasets.Dataset.from_dict({"time_series": [s.tolist() for s in scans], "label": [0, 1] * 12})
+    data.save_to_disk(str(tmp_path / "data"))
+    config = BrainMassConfig.from_preset("tiny", num_rois=8, input_space="tangent", intermediate_size=16, mrc_num_masked=4,
+                                         projection_hidden_size=16, projection_size=8, predictor_hidden_size=16)
+    model = BrainMassModel(config)
+    model.set_tangent_reference(spd_geometric_mean(functional_connectivity(np.stack(scans), kind="ledoit_wolf")), 24)
+    model.save_pretrained(tmp_path / "encoder")
+    script = _load("recentre_diagnostic")
+    records = script.main(["--encoder", str(tmp_path / "encoder"), "--data", str(tmp_path / "data"),
+                           "--n-repeats", "3", "--json", str(tmp_path / "r.json")])
+    assert [(r["model"], r["reference"]) for r in records] == [
+        ("encoder", "saved"), ("encoder", "per split"), ("random-init twin", "saved"), ("random-init twin", "per split")]
+    assert all(len(r[p]["aucs"]) == 3 for r in records for p in script.PROTOCOLS)
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["paper"]["mean"] == records[0]["paper"]["mean"]
+    # the per-split fits run on the loaded model itself: its saved reference is put back afterwards
+    loaded = BrainMassModel.from_pretrained(tmp_path / "encoder").eval()
+    labels = np.array([0, 1] * 12)
+    splits = [(np.arange(0, 24, 2).tolist() + [1, 3, 5, 7], [9, 11, 13, 15, 17, 19, 21, 23])]
+    script._recentred_aucs(loaded, scans, labels, splits, seed=0)
+    torch.testing.assert_close(loaded.embeddings.whitening, model.embeddings.whitening, rtol=0, atol=0)
+    with pytest.raises(SystemExit):  # a correlation-token encoder has no reference to re-fit
+        script.main(["--encoder", str(_plain_encoder(tmp_path)), "--data", str(tmp_path / "data")])
+
+
+def _plain_encoder(tmp_path):
+    from brainmass_hf import BrainMassConfig, BrainMassModel
+
+    folder = tmp_path / "plain"
+    BrainMassModel(BrainMassConfig.from_preset("tiny", num_rois=8, intermediate_size=16, mrc_num_masked=4)).save_pretrained(
+        folder)
+    return folder

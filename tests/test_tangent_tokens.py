@@ -164,3 +164,17 @@ def test_gradients_through_the_tangent_map_are_finite():
     fc = functional_connectivity(np.stack(_scans(3, seed=1)), kind="ledoit_wolf").requires_grad_(True)
     model(connectivity=fc).pooler_output.sum().backward()
     assert torch.isfinite(fc.grad).all() and fc.grad.abs().sum() > 0
+
+
+def test_evaluate_states_the_tangent_tokens_and_their_reference_in_the_report():
+    from brainmass_hf.evaluation import evaluate
+
+    scans = _scans(20, t=60)
+    data = datasets.Dataset.from_dict({"time_series": [s.tolist() for s in scans], "label": [0, 1] * 10})
+    model = bm.BrainMassModel(tiny_config(R, input_space="tangent"))
+    _fitted(model, scans[:8])
+    report = evaluate(model, data, protocols="linear_probe", n_repeats=2, show_progress=False,
+                      include_tangent_baseline=False)
+    assert report.settings["input_space"] == "tangent" and report.settings["tangent_reference_scans"] == 8
+    assert "tangent space at the reference point saved with the checkpoint (fitted on 8 pretraining scans" \
+        in report.to_markdown()

@@ -212,6 +212,10 @@ class EvaluationReport:
         elif pretrained is None and "pretrained_on_eval_scans" in s:
             lines.append("Encoder: whether it was pretrained on these scans was not stated "
                          "(pass pretrained_on_eval_scans=True/False).")
+        if s.get("input_space") == "tangent":
+            lines.append(f"Encoder tokens: FC in the tangent space at the reference point saved with the checkpoint "
+                         f"(fitted on {s.get('tangent_reference_scans', 0)} pretraining scans; the random-init "
+                         "twin uses the same point).")
         lines.append("Sensitivity and specificity are the operating point of each classifier's own threshold "
                      "(decision value 0), marked on the ROC plots; accuracy should be read beside the "
                      "majority-class rate (always answering the larger class).")

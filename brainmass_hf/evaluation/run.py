@@ -239,6 +239,7 @@ def _settings_record(options: dict[str, Any], encoder: torch.nn.Module, cohort: 
         **vars(FCSettings.of(encoder.config)), num_scans=int(cohort.labels.size),
         class_counts=np.bincount(cohort.labels).tolist(), num_rois=int(cohort.time_series[0].shape[1]),
         model=str(getattr(encoder.config, "_name_or_path", "") or type(encoder).__name__),
+        input_space=encoder.config.input_space, tangent_reference_scans=encoder.config.tangent_reference_scans,
         finetune_kwargs=dict(options["finetune_kwargs"] or {}),
         # leave-one-site-out split k tests the k-th site in sorted order (the report names unscored ones)
         test_sites=np.unique(cohort.sites).tolist() if options["cv"] == "leave_one_site_out" else None,
