@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brainmass_hf import BrainMassModel  # noqa: E402
-from brainmass_hf.connectivity import connectivity_view, pad_time_series, spd_geometric_mean  # noqa: E402
+from brainmass_hf.connectivity import scans_connectivity, spd_geometric_mean  # noqa: E402
 from brainmass_hf.data import resolve_dataset, select_sites, time_series_list  # noqa: E402
 from brainmass_hf.evaluation import extract_features, random_init_like  # noqa: E402
 from brainmass_hf.evaluation.protocols import run_split_protocol  # noqa: E402
@@ -45,13 +45,12 @@ def _aucs(model, scans, labels, splits, seed: int) -> dict[str, list[float]]:
 
 def _recentred_aucs(model, scans, labels, splits, seed: int) -> dict[str, list[float]]:
     """Per-split AUCs with the reference re-fitted on each split's training scans (full FC)."""
-    padded, mask = pad_time_series(scans)
-    full_fc = connectivity_view(padded, mask, settings=model.config, pfc=False).double()
+    matrices = scans_connectivity(scans, settings=model.config).double()
     saved = model.embeddings.whitening.clone()
     aucs: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
     try:
         for train_rows, test_rows in splits:
-            model.set_tangent_reference(spd_geometric_mean(full_fc[train_rows]), len(train_rows))
+            model.set_tangent_reference(spd_geometric_mean(matrices[train_rows]), len(train_rows))
             for protocol, values in _aucs(model, scans, labels, [(train_rows, test_rows)], seed).items():
                 aucs[protocol] += values
     finally:

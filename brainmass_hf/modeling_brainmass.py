@@ -566,7 +566,8 @@ class BrainMassModel(BrainMassPreTrainedModel):
             if connectivity is not None or time_series is not None:
                 raise ValueError("Pass exactly one of connectivity, time_series or inputs_embeds.")
             _check_connectivity_shape(inputs_embeds, self.config, "inputs_embeds")
-            tokens = inputs_embeds.to(self._a_weight().dtype)
+            weight = self._a_weight()
+            tokens = inputs_embeds.to(device=weight.device, dtype=weight.dtype)
         else:
             tokens = self.embeddings(self._connectivity_from_inputs(connectivity, time_series, time_mask))
         last, hidden, attentions = self.encoder(tokens, output_attentions, output_hidden_states)

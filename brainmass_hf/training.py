@@ -29,8 +29,8 @@ from transformers.modeling_utils import unwrap_model
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, has_length
 
 from .configuration_brainmass import BrainMassConfig, check_preprocessor_agrees
-from .connectivity import connectivity_view, pad_time_series, spd_geometric_mean
-from .data import validate_dataset, with_class_labels
+from .connectivity import scans_connectivity, spd_geometric_mean
+from .data import time_series_list, validate_dataset, with_class_labels
 from .data_collator import DataCollatorForConnectomeClassification, DataCollatorForPseudoFC
 from .metrics import classification_metrics
 from .modeling_brainmass import BrainMassForConnectomeClassification, BrainMassForPreTraining, BrainMassModel
@@ -489,7 +489,7 @@ def _check_training_data(
         )
 
 
-def fit_tangent_reference(model, dataset, *, batch_size: int = 64, show_progress: bool = True) -> torch.Tensor:
+def fit_tangent_reference(model, dataset, *, batch_size: int = 64) -> torch.Tensor:
     """Fit the tangent reference point of a model with ``config.input_space="tangent"`` to ``dataset``: the
     geometric mean (:func:`brainmass_hf.connectivity.spd_geometric_mean`) of every scan's full FC with the model's FC
     settings, set on every encoder of ``model`` (:meth:`set_tangent_reference`). ``pretrain`` calls it on the
@@ -502,21 +502,14 @@ def fit_tangent_reference(model, dataset, *, batch_size: int = 64, show_progress
     Returns:
         the reference ``(R, R)`` float64.
     """
-    from tqdm.auto import tqdm
-
     if not has_length(dataset):
         raise ValueError("fit_tangent_reference needs a dataset with a length (not a stream): pass a map-style "
                          "sample of the pretraining scans, or call model.set_tangent_reference(G, num_scans) yourself.")
-    rows = _numpy_rows(dataset)
-    matrices = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="tangent reference: FC", disable=not show_progress):
-        scans = [np.asarray(rows[k]["time_series"], dtype=np.float32)
-                 for k in range(start, min(start + batch_size, len(rows)))]
-        padded, mask = pad_time_series(scans)
-        matrices.append(connectivity_view(padded, mask, settings=model.config, pfc=False).double())
-    reference = spd_geometric_mean(torch.cat(matrices))
-    model.set_tangent_reference(reference, num_scans=len(rows))
-    logger.info("Tangent reference fitted on %d scans (geometric mean of their FC).", len(rows))
+    scans = time_series_list(dataset) if isinstance(dataset, datasets.Dataset) else \
+        [np.asarray(row["time_series"], dtype=np.float32) for row in dataset]
+    reference = spd_geometric_mean(scans_connectivity(scans, settings=model.config, batch_size=batch_size))
+    model.set_tangent_reference(reference, num_scans=len(scans))
+    logger.info("Tangent reference fitted on %d scans (geometric mean of their FC).", len(scans))
     return reference
 
 
@@ -551,7 +544,7 @@ def pretrain(
         model = BrainMassForPreTraining(config)
     _check_training_data(dataset, model.config, "Pretraining")
     if model.config.input_space == "tangent" and model.config.tangent_reference_scans == 0:
-        fit_tangent_reference(model, dataset, show_progress=not args.disable_tqdm)
+        fit_tangent_reference(model, dataset)
     feature_extractor = BrainMassFeatureExtractor.from_config(model.config)
     if args.push_to_hub:  # every revision pushed at a save gets the code, feature extractor and card (issue 11)
         from .hub import HubCodeCallback

@@ -178,3 +178,12 @@ def test_evaluate_states_the_tangent_tokens_and_their_reference_in_the_report():
     assert report.settings["input_space"] == "tangent" and report.settings["tangent_reference_scans"] == 8
     assert "tangent space at the reference point saved with the checkpoint (fitted on 8 pretraining scans" \
         in report.to_markdown()
+
+
+def test_scans_connectivity_of_scans_of_different_lengths_equals_each_scans_own_fc():
+    from brainmass_hf.connectivity import scans_connectivity
+
+    scans = [s[:t] for s, t in zip(_scans(5, t=60), (60, 31, 45, 60, 20))]
+    batched = scans_connectivity(scans, settings=tiny_config(R), batch_size=2)
+    for scan, matrix in zip(scans, batched):
+        torch.testing.assert_close(matrix, functional_connectivity(scan, kind="ledoit_wolf"), atol=1e-5, rtol=1e-5)

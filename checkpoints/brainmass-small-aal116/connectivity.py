@@ -46,6 +46,7 @@ __all__ = [
     "pseudo_fc_time_mask",
     "pseudo_functional_connectivity",
     "connectivity_view",
+    "scans_connectivity",
     "connectivity_views",
     "pseudo_fc_time_masks",
     "fc_upper_triangle",
@@ -483,6 +484,16 @@ def connectivity_view(time_series, time_mask=None, *, settings, pfc: bool, gener
             )
         fc = _fc(x, mask, settings.fc_kind, settings.fisher_z)
     return fc[0] if squeeze else fc
+
+
+def scans_connectivity(scans: Sequence[np.ndarray], *, settings, batch_size: int = 64) -> torch.Tensor:
+    """The full FC (every valid time point) of a list of scans ``(T_i, R)`` of any lengths, with the FC settings of
+    ``settings``: ``(num_scans, R, R)`` float32, computed on padded batches of ``batch_size`` scans. The model's
+    path (:func:`connectivity_view`): the scans must already be validated."""
+    return torch.cat([
+        connectivity_view(*pad_time_series(scans[start:start + batch_size]), settings=settings, pfc=False)
+        for start in range(0, len(scans), batch_size)
+    ])
 
 
 def pseudo_fc_time_masks(time_mask: torch.Tensor, *, settings, num_views: int = 2,
